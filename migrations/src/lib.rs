@@ -1,0 +1,14 @@
+//! roster's schema, one migration a step. `roster migrate` and `roster serve` run them; tests run
+//! the same migrator against every fresh database.
+pub use sea_orm_migration::prelude::*;
+
+mod m0001_users_and_roles;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m0001_users_and_roles::Migration)]
+    }
+}

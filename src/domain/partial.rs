@@ -1,0 +1,506 @@
+//! Partial updates: `set` and `unset` keys resolved to paths, checked for conflicts, and applied to
+//! a JSON view of the caller fields. The result goes through the same validation as a replace.
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
+use super::time::{format_rfc3339, parse_rfc3339};
+use super::user::{
+    CALLER_FIELDS, Micros, PrivacySettings, PushNotifications, SERVER_FIELDS, UserFields,
+};
+use crate::error::FieldViolation;
+
+/// One user's partial update, as the caller sent it.
+#[derive(Debug, Clone, Default)]
+pub struct PartialUpdate {
+    pub id: String,
+    pub set: Map<String, Value>,
+    pub unset: Vec<String>,
+}
+
+/// The caller-settable state a partial update changes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settable {
+    pub fields: UserFields,
+    pub revoke_tokens_issued_before: Option<Micros>,
+}
+
+/// Resolves a key to its path in the document view: caller fields and `custom` stay as they are,
+/// any other key lives under `custom`.
+fn resolve(key: &str) -> Result<Vec<String>, String> {
+    let segments: Vec<String> = key.split('.').map(str::to_owned).collect();
+    if segments.iter().any(String::is_empty) {
+        return Err("must not be empty or have an empty path segment".into());
+    }
+    let first = segments[0].as_str();
+    if SERVER_FIELDS.contains(&first) {
+        return Err(format!("{first:?} is managed by roster and cannot be set"));
+    }
+    if first == "custom" || CALLER_FIELDS.contains(&first) {
+        if segments.len() > 1
+            && ![
+                "custom",
+                "privacy_settings",
+                "push_notifications",
+                "teams_role",
+            ]
+            .contains(&first)
+        {
+            return Err(format!("{first:?} has no nested keys"));
+        }
+        return Ok(segments);
+    }
+    let mut path = vec!["custom".to_owned()];
+    path.extend(segments);
+    Ok(path)
+}
+
+fn is_prefix(a: &[String], b: &[String]) -> bool {
+    a.len() <= b.len() && a.iter().zip(b).all(|(x, y)| x == y)
+}
+
+impl PartialUpdate {
+    /// Applies the update to `current`. `at` prefixes violation paths (`users[0]`).
+    pub fn apply(&self, current: &Settable, at: &str) -> Result<Settable, Vec<FieldViolation>> {
+        let mut violations = Vec::new();
+        let mut sets: Vec<(Vec<String>, &str, &Value)> = Vec::new();
+        for (key, value) in &self.set {
+            match resolve(key) {
+                Ok(path) => sets.push((path, key, value)),
+                Err(why) => violations.push(FieldViolation::new(format!("{at}.set.{key}"), why)),
+            }
+        }
+        let mut unsets: Vec<(Vec<String>, &str)> = Vec::new();
+        for key in &self.unset {
+            match resolve(key) {
+                Ok(path) => unsets.push((path, key)),
+                Err(why) => violations.push(FieldViolation::new(format!("{at}.unset.{key}"), why)),
+            }
+        }
+        let all: Vec<(&[String], String)> = sets
+            .iter()
+            .map(|(p, k, _)| (p.as_slice(), format!("{at}.set.{k}")))
+            .chain(
+                unsets
+                    .iter()
+                    .map(|(p, k)| (p.as_slice(), format!("{at}.unset.{k}"))),
+            )
+            .collect();
+        for (i, (a, a_name)) in all.iter().enumerate() {
+            for (b, b_name) in &all[i + 1..] {
+                if is_prefix(a, b) || is_prefix(b, a) {
+                    violations.push(FieldViolation::new(
+                        b_name.clone(),
+                        format!("conflicts with {a_name}: one path contains the other"),
+                    ));
+                }
+            }
+        }
+        if !violations.is_empty() {
+            return Err(violations);
+        }
+
+        let mut doc = to_doc(current);
+        for (path, key, value) in &sets {
+            let merge = path.len() == 1 && path[0] == "privacy_settings";
+            if let Err(why) = set_path(&mut doc, path, (*value).clone(), merge) {
+                violations.push(FieldViolation::new(format!("{at}.set.{key}"), why));
+            }
+        }
+        for (path, _) in &unsets {
+            unset_path(&mut doc, path);
+        }
+        if !violations.is_empty() {
+            return Err(violations);
+        }
+        from_doc(doc, &current.fields.id, at)
+    }
+}
+
+fn set_path(
+    doc: &mut Map<String, Value>,
+    path: &[String],
+    value: Value,
+    merge: bool,
+) -> Result<(), String> {
+    let (last, parents) = path.split_last().ok_or("empty path")?;
+    let mut node = doc;
+    for (depth, segment) in parents.iter().enumerate() {
+        let entry = node
+            .entry(segment.clone())
+            .or_insert_with(|| Value::Object(Map::new()));
+        if entry.is_null() {
+            *entry = Value::Object(Map::new());
+        }
+        node = entry
+            .as_object_mut()
+            .ok_or_else(|| format!("{:?} is not an object", parents[..=depth].join(".")))?;
+    }
+    match (merge, node.get_mut(last), value) {
+        (true, Some(Value::Object(existing)), Value::Object(new)) => {
+            existing.extend(new);
+        }
+        (_, _, value) => {
+            node.insert(last.clone(), value);
+        }
+    }
+    Ok(())
+}
+
+fn unset_path(doc: &mut Map<String, Value>, path: &[String]) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut node = doc;
+    for segment in parents {
+        match node.get_mut(segment).and_then(Value::as_object_mut) {
+            Some(next) => node = next,
+            None => return,
+        }
+    }
+    node.remove(last);
+}
+
+/// The document view: caller fields as JSON, instants as RFC 3339 strings.
+fn to_doc(s: &Settable) -> Map<String, Value> {
+    let f = &s.fields;
+    let mut doc = Map::new();
+    if let Some(name) = &f.name {
+        doc.insert("name".into(), Value::String(name.clone()));
+    }
+    if let Some(image) = &f.image {
+        doc.insert("image".into(), Value::String(image.clone()));
+    }
+    doc.insert("role".into(), Value::String(f.role.clone()));
+    doc.insert("language".into(), Value::String(f.language.clone()));
+    doc.insert("invisible".into(), Value::Bool(f.invisible));
+    doc.insert(
+        "teams".into(),
+        f.teams.iter().cloned().map(Value::String).collect(),
+    );
+    doc.insert(
+        "teams_role".into(),
+        Value::Object(
+            f.teams_role
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                .collect(),
+        ),
+    );
+    if let Some(privacy) = &f.privacy_settings {
+        doc.insert(
+            "privacy_settings".into(),
+            serde_json::to_value(privacy).unwrap_or_default(),
+        );
+    }
+    if let Some(push) = &f.push_notifications {
+        let mut p = Map::new();
+        p.insert("disabled".into(), Value::Bool(push.disabled));
+        if let Some(until) = push.disabled_until {
+            p.insert(
+                "disabled_until".into(),
+                Value::String(format_rfc3339(until)),
+            );
+        }
+        doc.insert("push_notifications".into(), Value::Object(p));
+    }
+    if let Some(revoke) = s.revoke_tokens_issued_before {
+        doc.insert(
+            "revoke_tokens_issued_before".into(),
+            Value::String(format_rfc3339(revoke)),
+        );
+    }
+    doc.insert("custom".into(), Value::Object(f.custom.clone()));
+    doc
+}
+
+fn from_doc(
+    mut doc: Map<String, Value>,
+    id: &str,
+    at: &str,
+) -> Result<Settable, Vec<FieldViolation>> {
+    let mut violations = Vec::new();
+    let mut bad = |field: &str, why: &str| {
+        violations.push(FieldViolation::new(format!("{at}.set.{field}"), why))
+    };
+
+    let text = |doc: &mut Map<String, Value>,
+                field: &str,
+                bad: &mut dyn FnMut(&str, &str)|
+     -> Option<String> {
+        match doc.remove(field) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s),
+            Some(_) => {
+                bad(field, "must be a string");
+                None
+            }
+        }
+    };
+    let name = text(&mut doc, "name", &mut bad);
+    let image = text(&mut doc, "image", &mut bad);
+    let role = text(&mut doc, "role", &mut bad).unwrap_or_else(|| "user".into());
+    let language = text(&mut doc, "language", &mut bad).unwrap_or_default();
+    let revoke = text(&mut doc, "revoke_tokens_issued_before", &mut bad).and_then(|t| {
+        let parsed = parse_rfc3339(&t);
+        if parsed.is_none() {
+            bad(
+                "revoke_tokens_issued_before",
+                "must be an RFC 3339 timestamp",
+            );
+        }
+        parsed
+    });
+    let invisible = match doc.remove("invisible") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => b,
+        Some(_) => {
+            bad("invisible", "must be a boolean");
+            false
+        }
+    };
+    let teams = match doc.remove("teams") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => {
+            let teams: Vec<String> = items
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect();
+            if teams.len() != items.len() {
+                bad("teams", "must be an array of strings");
+            }
+            teams
+        }
+        Some(_) => {
+            bad("teams", "must be an array of strings");
+            Vec::new()
+        }
+    };
+    let teams_role = match doc.remove("teams_role") {
+        None | Some(Value::Null) => BTreeMap::new(),
+        Some(Value::Object(map)) => {
+            let roles: BTreeMap<String, String> = map
+                .iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
+                .collect();
+            if roles.len() != map.len() {
+                bad("teams_role", "must map team names to role names");
+            }
+            roles
+        }
+        Some(_) => {
+            bad("teams_role", "must map team names to role names");
+            BTreeMap::new()
+        }
+    };
+    let privacy_settings = match doc.remove("privacy_settings") {
+        None | Some(Value::Null) => None,
+        Some(v) => match serde_json::from_value::<PrivacySettings>(v) {
+            Ok(p) => Some(p),
+            Err(_) => {
+                bad(
+                    "privacy_settings",
+                    "must be {typing_indicators|read_receipts|delivery_receipts: {enabled: bool}}",
+                );
+                None
+            }
+        },
+    };
+    let push_notifications = match doc.remove("push_notifications") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(mut p)) => {
+            let disabled = match p.remove("disabled") {
+                None | Some(Value::Null) => Some(false),
+                Some(Value::Bool(b)) => Some(b),
+                Some(_) => None,
+            };
+            let until = match p.remove("disabled_until") {
+                None | Some(Value::Null) => Some(None),
+                Some(Value::String(t)) => parse_rfc3339(&t).map(Some),
+                Some(_) => None,
+            };
+            match (disabled, until, p.is_empty()) {
+                (Some(disabled), Some(disabled_until), true) => Some(PushNotifications {
+                    disabled,
+                    disabled_until,
+                }),
+                _ => {
+                    bad(
+                        "push_notifications",
+                        "must be {disabled: bool, disabled_until: RFC 3339 timestamp}",
+                    );
+                    None
+                }
+            }
+        }
+        Some(_) => {
+            bad("push_notifications", "must be an object");
+            None
+        }
+    };
+    let custom = match doc.remove("custom") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(map)) => map,
+        Some(_) => {
+            bad("custom", "must be an object");
+            Map::new()
+        }
+    };
+    if !violations.is_empty() {
+        return Err(violations);
+    }
+    Ok(Settable {
+        fields: UserFields {
+            id: id.to_owned(),
+            name,
+            image,
+            role,
+            custom,
+            language,
+            invisible,
+            teams,
+            teams_role,
+            privacy_settings,
+            push_notifications,
+        },
+        revoke_tokens_issued_before: revoke,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn current() -> Settable {
+        let mut fields = UserFields::with_id("u1");
+        fields.name = Some("Ann".into());
+        fields.custom = json!({"color": "blue", "address": {"city": "Oslo", "zip": "0150"}})
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        Settable {
+            fields,
+            revoke_tokens_issued_before: None,
+        }
+    }
+
+    fn update(set: Value, unset: &[&str]) -> PartialUpdate {
+        PartialUpdate {
+            id: "u1".into(),
+            set: set.as_object().cloned().unwrap_or_default(),
+            unset: unset.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn unknown_keys_go_to_custom_and_unset_clears_fields() {
+        let out = update(json!({"new-field": "value"}), &["name"])
+            .apply(&current(), "u")
+            .unwrap();
+        assert_eq!(out.fields.name, None);
+        assert_eq!(out.fields.custom["new-field"], json!("value"));
+        assert_eq!(out.fields.custom["color"], json!("blue"));
+    }
+
+    #[test]
+    fn dotted_paths_set_and_unset_nested_keys() {
+        let out = update(
+            json!({"address.country": "NO", "custom.name": "nick"}),
+            &["address.zip"],
+        )
+        .apply(&current(), "u")
+        .unwrap();
+        assert_eq!(
+            out.fields.custom["address"],
+            json!({"city": "Oslo", "country": "NO"})
+        );
+        assert_eq!(out.fields.custom["name"], json!("nick"));
+        assert_eq!(out.fields.name.as_deref(), Some("Ann"));
+        let out = update(json!({"a.b.c": 1}), &[])
+            .apply(&current(), "u")
+            .unwrap();
+        assert_eq!(out.fields.custom["a"], json!({"b": {"c": 1}}));
+    }
+
+    #[test]
+    fn conflicting_paths_are_rejected() {
+        let err = update(json!({"a.b.c": 1}), &["a.b"])
+            .apply(&current(), "users[0]")
+            .unwrap_err();
+        assert!(err[0].field.starts_with("users[0]."));
+        assert!(
+            update(json!({"a": 1, "a.b": 2}), &[])
+                .apply(&current(), "u")
+                .is_err()
+        );
+        assert!(
+            update(json!({"name": "x"}), &["name"])
+                .apply(&current(), "u")
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn bad_keys_and_types_are_rejected() {
+        for set in [
+            json!({"a..b": 1}),
+            json!({".a": 1}),
+            json!({"created_at": 1}),
+            json!({"name": 5}),
+            json!({"invisible": "yes"}),
+            json!({"name.first": "x"}),
+            json!({"color.x": 1}),
+        ] {
+            assert!(
+                update(set.clone(), &[]).apply(&current(), "u").is_err(),
+                "{set}"
+            );
+        }
+    }
+
+    #[test]
+    fn privacy_settings_merge() {
+        let s = update(
+            json!({"privacy_settings": {"typing_indicators": {"enabled": false}}}),
+            &[],
+        )
+        .apply(&current(), "u")
+        .unwrap();
+        let s = update(
+            json!({"privacy_settings": {"read_receipts": {"enabled": true}}}),
+            &[],
+        )
+        .apply(&s, "u")
+        .unwrap();
+        let p = s.fields.privacy_settings.unwrap();
+        assert_eq!(
+            p.typing_indicators,
+            Some(super::super::user::PrivacySetting { enabled: false })
+        );
+        assert_eq!(
+            p.read_receipts,
+            Some(super::super::user::PrivacySetting { enabled: true })
+        );
+    }
+
+    #[test]
+    fn revoke_and_push_parse_timestamps() {
+        let s = update(
+            json!({"revoke_tokens_issued_before": "2026-01-01T00:00:00Z",
+                   "push_notifications": {"disabled": true, "disabled_until": "2026-02-01T00:00:00Z"}}),
+            &[],
+        )
+        .apply(&current(), "u")
+        .unwrap();
+        assert_eq!(
+            s.revoke_tokens_issued_before,
+            parse_rfc3339("2026-01-01T00:00:00Z")
+        );
+        assert!(s.fields.push_notifications.unwrap().disabled);
+        let s = update(json!({}), &["revoke_tokens_issued_before"])
+            .apply(&s, "u")
+            .unwrap();
+        assert_eq!(s.revoke_tokens_issued_before, None);
+    }
+}

@@ -1,0 +1,353 @@
+//! The user as roster's rules see it, and the validation every write goes through.
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Microseconds since the Unix epoch. Every instant roster stores has this form.
+pub type Micros = i64;
+
+/// A stored user: caller-set fields plus the fields roster manages.
+#[derive(Debug, Clone, PartialEq)]
+pub struct User {
+    pub fields: UserFields,
+    pub created_at: Micros,
+    pub updated_at: Micros,
+    pub deactivated_at: Option<Micros>,
+    pub deleted_at: Option<Micros>,
+    pub last_active: Option<Micros>,
+    pub revoke_tokens_issued_before: Option<Micros>,
+    pub avg_response_time: Option<i32>,
+}
+
+/// What a caller sets: the whole of a replace, the result of a partial update.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct UserFields {
+    pub id: String,
+    pub name: Option<String>,
+    pub image: Option<String>,
+    pub role: String,
+    pub custom: Map<String, Value>,
+    pub language: String,
+    pub invisible: bool,
+    pub teams: Vec<String>,
+    pub teams_role: BTreeMap<String, String>,
+    pub privacy_settings: Option<PrivacySettings>,
+    pub push_notifications: Option<PushNotifications>,
+}
+
+/// Stored as `{"typing_indicators": {"enabled": true}, ...}`; an absent entry is "product default".
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrivacySettings {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub typing_indicators: Option<PrivacySetting>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_receipts: Option<PrivacySetting>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery_receipts: Option<PrivacySetting>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrivacySetting {
+    #[serde(default)]
+    pub enabled: bool,
+}
+
+/// Stored as `{"disabled": bool, "disabled_until": micros}`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushNotifications {
+    #[serde(default)]
+    pub disabled: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled_until: Option<Micros>,
+}
+
+/// Field names a caller sets (UpdateUsers, UpdateUsersPartial `set`/`unset`).
+pub const CALLER_FIELDS: [&str; 10] = [
+    "name",
+    "image",
+    "role",
+    "language",
+    "invisible",
+    "teams",
+    "teams_role",
+    "privacy_settings",
+    "push_notifications",
+    "revoke_tokens_issued_before",
+];
+
+/// Field names roster manages; a partial update may not name them.
+pub const SERVER_FIELDS: [&str; 16] = [
+    "id",
+    "created_at",
+    "updated_at",
+    "deactivated_at",
+    "deleted_at",
+    "banned",
+    "ban_expires",
+    "shadow_banned",
+    "blocked_user_ids",
+    "devices",
+    "online",
+    "last_active",
+    "avg_response_time",
+    "ban_reason",
+    "deleted",
+    "deactivated",
+];
+
+/// Caller data (custom plus the caller-set fields) per user, serialized.
+pub const MAX_CALLER_DATA_BYTES: usize = 5 * 1024;
+pub const MAX_ID_CHARS: usize = 255;
+pub const MAX_LANGUAGE_CHARS: usize = 16;
+pub const MAX_TEAMS: usize = 100;
+pub const MAX_TEAM_CHARS: usize = 255;
+/// Nesting depth of custom data; deeper documents are refused before they reach the database.
+pub const MAX_CUSTOM_DEPTH: usize = 32;
+
+/// Why an id is not acceptable, if it is not.
+pub fn id_problem(id: &str) -> Option<String> {
+    if id.is_empty() {
+        return Some("must not be empty".into());
+    }
+    let chars = id.chars().count();
+    if chars > MAX_ID_CHARS {
+        return Some(format!(
+            "must be at most {MAX_ID_CHARS} characters, got {chars}"
+        ));
+    }
+    if let Some(bad) = id
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "@_-".contains(*c)))
+    {
+        return Some(format!("may contain only a-z A-Z 0-9 @ _ -, found {bad:?}"));
+    }
+    None
+}
+
+/// How a role may be used, as the store knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoleScope {
+    Global,
+    Channel,
+}
+
+impl UserFields {
+    /// A new user with every caller field at its default.
+    pub fn with_id(id: impl Into<String>) -> Self {
+        UserFields {
+            id: id.into(),
+            role: "user".into(),
+            ..Default::default()
+        }
+    }
+
+    /// Checks every rule that needs nothing but the fields themselves. `at` prefixes each
+    /// violation's field path (`users[u1]`).
+    pub fn violations(&self, at: &str) -> Vec<crate::error::FieldViolation> {
+        use crate::error::FieldViolation as V;
+        let mut out = Vec::new();
+        if let Some(problem) = id_problem(&self.id) {
+            out.push(V::new(format!("{at}.id"), problem));
+        }
+        for (field, value) in [("name", &self.name), ("image", &self.image)] {
+            if value.as_deref().is_some_and(|v| v.contains('\0')) {
+                out.push(V::new(format!("{at}.{field}"), "must not contain NUL"));
+            }
+        }
+        if self.role.is_empty() {
+            out.push(V::new(format!("{at}.role"), "must not be empty"));
+        }
+        if self.language.chars().count() > MAX_LANGUAGE_CHARS || self.language.contains('\0') {
+            out.push(V::new(
+                format!("{at}.language"),
+                format!("must be at most {MAX_LANGUAGE_CHARS} characters, without NUL"),
+            ));
+        }
+        if self.teams.len() > MAX_TEAMS {
+            out.push(V::new(
+                format!("{at}.teams"),
+                format!("at most {MAX_TEAMS} teams"),
+            ));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, team) in self.teams.iter().enumerate() {
+            let chars = team.chars().count();
+            if chars == 0 || chars > MAX_TEAM_CHARS || team.contains('\0') {
+                out.push(V::new(
+                    format!("{at}.teams[{i}]"),
+                    format!("must be 1 to {MAX_TEAM_CHARS} characters, without NUL"),
+                ));
+            } else if !seen.insert(team.as_str()) {
+                out.push(V::new(
+                    format!("{at}.teams[{i}]"),
+                    format!("duplicate team {team:?}"),
+                ));
+            }
+        }
+        for key in self.teams_role.keys() {
+            if !self.teams.iter().any(|t| t == key) {
+                out.push(V::new(
+                    format!("{at}.teams_role[{key}]"),
+                    format!("team {key:?} is not one of the user's teams"),
+                ));
+            }
+        }
+        if let Some(problem) = json_problem(&Value::Object(self.custom.clone()), 0) {
+            out.push(V::new(format!("{at}.custom"), problem));
+        }
+        let custom_bytes = json_len(&Value::Object(self.custom.clone()));
+        if custom_bytes > MAX_CALLER_DATA_BYTES {
+            out.push(V::new(
+                format!("{at}.custom"),
+                format!("is {custom_bytes} bytes serialized; at most {MAX_CALLER_DATA_BYTES}"),
+            ));
+        } else {
+            let total = self.caller_data_bytes();
+            if total > MAX_CALLER_DATA_BYTES {
+                out.push(V::new(
+                    at.to_string(),
+                    format!(
+                        "caller data (custom plus caller fields) is {total} bytes serialized; at most {MAX_CALLER_DATA_BYTES}"
+                    ),
+                ));
+            }
+        }
+        out
+    }
+
+    /// Checks the role and team roles against the roles that exist.
+    pub fn role_violations(
+        &self,
+        at: &str,
+        scope_of: impl Fn(&str) -> Option<RoleScope>,
+    ) -> Vec<crate::error::FieldViolation> {
+        use crate::error::FieldViolation as V;
+        let mut out = Vec::new();
+        match scope_of(&self.role) {
+            Some(RoleScope::Global) => {}
+            Some(RoleScope::Channel) => out.push(V::new(
+                format!("{at}.role"),
+                format!(
+                    "role {:?} is channel-level and cannot be a user's role",
+                    self.role
+                ),
+            )),
+            None => out.push(V::new(
+                format!("{at}.role"),
+                format!("role {:?} does not exist", self.role),
+            )),
+        }
+        for (team, role) in &self.teams_role {
+            if scope_of(role).is_none() {
+                out.push(V::new(
+                    format!("{at}.teams_role[{team}]"),
+                    format!("role {role:?} does not exist"),
+                ));
+            }
+        }
+        out
+    }
+
+    /// Serialized size of what the caller controls (the id excluded).
+    fn caller_data_bytes(&self) -> usize {
+        let opt = |s: &Option<String>| s.as_ref().map_or(0, |s| s.len());
+        json_len(&Value::Object(self.custom.clone()))
+            + opt(&self.name)
+            + opt(&self.image)
+            + self.role.len()
+            + self.language.len()
+            + self.teams.iter().map(|t| t.len() + 3).sum::<usize>()
+            + self
+                .teams_role
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 6)
+                .sum::<usize>()
+    }
+}
+
+fn json_len(value: &Value) -> usize {
+    serde_json::to_vec(value).map_or(usize::MAX, |v| v.len())
+}
+
+/// NUL characters (refused by PostgreSQL text and jsonb) and excessive nesting.
+fn json_problem(value: &Value, depth: usize) -> Option<String> {
+    if depth > MAX_CUSTOM_DEPTH {
+        return Some(format!("nests deeper than {MAX_CUSTOM_DEPTH} levels"));
+    }
+    match value {
+        Value::String(s) if s.contains('\0') => Some("strings must not contain NUL".into()),
+        Value::Array(items) => items.iter().find_map(|v| json_problem(v, depth + 1)),
+        Value::Object(map) => map.iter().find_map(|(k, v)| {
+            if k.contains('\0') {
+                Some("keys must not contain NUL".into())
+            } else {
+                json_problem(v, depth + 1)
+            }
+        }),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn id_rules() {
+        assert!(id_problem("user-1@x_y").is_none());
+        assert!(id_problem(&"a".repeat(255)).is_none());
+        assert!(id_problem(&"a".repeat(256)).is_some());
+        assert!(id_problem("a b").is_some());
+        assert!(id_problem("").is_some());
+        assert!(id_problem("é").is_some());
+    }
+
+    #[test]
+    fn custom_size_and_teams_rules() {
+        let mut u = UserFields::with_id("u1");
+        u.custom.insert("k".into(), json!("x".repeat(5 * 1024)));
+        let v = u.violations("users[u1]");
+        assert_eq!(v[0].field, "users[u1].custom");
+
+        let mut u = UserFields::with_id("u1");
+        u.teams = vec!["red".into()];
+        u.teams_role.insert("blue".into(), "admin".into());
+        let v = u.violations("users[u1]");
+        assert_eq!(v[0].field, "users[u1].teams_role[blue]");
+    }
+
+    #[test]
+    fn nul_and_depth_are_refused() {
+        let mut u = UserFields::with_id("u1");
+        u.custom.insert("k".into(), json!("a\u{0}b"));
+        assert_eq!(u.violations("u").len(), 1);
+        let mut deep = json!(1);
+        for _ in 0..40 {
+            deep = json!({ "d": deep });
+        }
+        let mut u = UserFields::with_id("u1");
+        u.custom.insert("deep".into(), deep);
+        assert_eq!(u.violations("u").len(), 1);
+    }
+}
+
+impl User {
+    /// A user created now with the given caller fields.
+    pub fn new(fields: UserFields, now: Micros) -> Self {
+        User {
+            fields,
+            created_at: now,
+            updated_at: now,
+            deactivated_at: None,
+            deleted_at: None,
+            last_active: None,
+            revoke_tokens_issued_before: None,
+            avg_response_time: None,
+        }
+    }
+}

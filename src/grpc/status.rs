@@ -1,0 +1,64 @@
+//! The one place where roster's errors become gRPC codes and google.rpc details.
+use std::collections::HashMap;
+
+use tonic::{Code, Status};
+use tonic_types::{BadRequest, ErrorDetails, ErrorInfo, FieldViolation, StatusExt};
+
+use crate::error::Error;
+
+/// ErrorInfo domain of every roster error.
+const DOMAIN: &str = "roster";
+
+impl From<Error> for Status {
+    fn from(err: Error) -> Status {
+        let message = err.to_string();
+        let info = |code: Code, reason: &str, key: &str, value: String| {
+            let metadata = HashMap::from([(key.to_owned(), value)]);
+            let mut details = ErrorDetails::new();
+            details.set_error_info(reason, DOMAIN, metadata);
+            Status::with_error_details(code, message.clone(), details)
+        };
+        match err {
+            Error::InvalidArgument(violations) => {
+                let violations: Vec<FieldViolation> = violations
+                    .into_iter()
+                    .map(|v| FieldViolation::new(v.field, v.description))
+                    .collect();
+                Status::with_error_details_vec(
+                    Code::InvalidArgument,
+                    message,
+                    [BadRequest::new(violations).into()],
+                )
+            }
+            Error::UserNotFound(id) => info(Code::NotFound, "USER_NOT_FOUND", "user_id", id),
+            Error::UserDeleted(id) => info(Code::FailedPrecondition, "USER_DELETED", "user_id", id),
+            Error::RoleNotFound(name) => info(Code::NotFound, "ROLE_NOT_FOUND", "role", name),
+            Error::RoleExists(name) => info(Code::AlreadyExists, "ROLE_EXISTS", "role", name),
+            Error::RoleBuiltin(name) => {
+                info(Code::FailedPrecondition, "ROLE_BUILTIN", "role", name)
+            }
+            Error::RoleInUse(name) => info(Code::FailedPrecondition, "ROLE_IN_USE", "role", name),
+            Error::LimitExceeded(what) => {
+                info(Code::ResourceExhausted, "LIMIT_EXCEEDED", "limit", what)
+            }
+            Error::TaskNotFound(id) => info(Code::NotFound, "TASK_NOT_FOUND", "task_id", id),
+            Error::Unavailable(cause) => {
+                tracing::warn!(error = %cause, "database unavailable");
+                let details = ErrorInfo::new("DATABASE_UNAVAILABLE", DOMAIN, HashMap::new());
+                Status::with_error_details_vec(
+                    Code::Unavailable,
+                    "database unavailable, retry later",
+                    [details.into()],
+                )
+            }
+            Error::Database(cause) => {
+                tracing::error!(error = %cause, "database error");
+                Status::internal("internal error")
+            }
+            Error::Internal(cause) => {
+                tracing::error!(error = %cause, "internal error");
+                Status::internal("internal error")
+            }
+        }
+    }
+}

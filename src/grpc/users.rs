@@ -1,0 +1,134 @@
+//! `roster.v1.UserService`.
+use tonic::{Request, Response, Status};
+
+use super::MAX_BATCH;
+use super::convert::{struct_to_json, user_fields};
+use crate::domain::partial::PartialUpdate;
+use crate::domain::query::parse_query;
+use crate::error::Error;
+use crate::pb::{self, user_service_server::UserService};
+use crate::store::Store;
+
+pub struct UserApi {
+    store: Store,
+}
+
+impl UserApi {
+    pub fn new(store: Store) -> Self {
+        UserApi { store }
+    }
+}
+
+fn batch_size(len: usize) -> Result<(), Status> {
+    if len == 0 || len > MAX_BATCH {
+        return Err(Error::invalid(
+            "users",
+            format!("must hold 1 to {MAX_BATCH} users, got {len}"),
+        )
+        .into());
+    }
+    Ok(())
+}
+
+fn user_map(users: Vec<crate::domain::user::User>) -> std::collections::HashMap<String, pb::User> {
+    users
+        .into_iter()
+        .map(|u| (u.fields.id.clone(), pb::User::from(u)))
+        .collect()
+}
+
+#[tonic::async_trait]
+impl UserService for UserApi {
+    async fn update_users(
+        &self,
+        request: Request<pb::UpdateUsersRequest>,
+    ) -> Result<Response<pb::UpdateUsersResponse>, Status> {
+        let users = request.into_inner().users;
+        batch_size(users.len())?;
+        let mut batch = Vec::with_capacity(users.len());
+        for (key, user) in users {
+            let at = format!("users[{key}]");
+            if user.id != key {
+                return Err(Error::invalid(
+                    format!("{at}.id"),
+                    format!("must equal its map key {key:?}, got {:?}", user.id),
+                )
+                .into());
+            }
+            batch.push(user_fields(user, &at)?);
+        }
+        // A deterministic order keeps lock acquisition and error reports stable.
+        batch.sort_by(|a, b| a.id.cmp(&b.id));
+        let users = self.store.upsert_users(batch).await?;
+        Ok(Response::new(pb::UpdateUsersResponse {
+            users: user_map(users),
+        }))
+    }
+
+    async fn update_users_partial(
+        &self,
+        request: Request<pb::UpdateUsersPartialRequest>,
+    ) -> Result<Response<pb::UpdateUsersPartialResponse>, Status> {
+        let users = request.into_inner().users;
+        batch_size(users.len())?;
+        let mut updates = Vec::with_capacity(users.len());
+        for (i, u) in users.into_iter().enumerate() {
+            let set = match u.set {
+                Some(s) => struct_to_json(s, &format!("users[{i}].set"))
+                    .map_err(|v| Error::InvalidArgument(vec![v]))?,
+                None => Default::default(),
+            };
+            updates.push(PartialUpdate {
+                id: u.id,
+                set,
+                unset: u.unset,
+            });
+        }
+        let users = self.store.update_users_partial(updates).await?;
+        Ok(Response::new(pb::UpdateUsersPartialResponse {
+            users: user_map(users),
+        }))
+    }
+
+    async fn get_user(
+        &self,
+        request: Request<pb::GetUserRequest>,
+    ) -> Result<Response<pb::GetUserResponse>, Status> {
+        let req = request.into_inner();
+        let user = self.store.get_user(&req.id, req.include_deleted).await?;
+        Ok(Response::new(pb::GetUserResponse {
+            user: Some(user.into()),
+        }))
+    }
+
+    async fn query_users(
+        &self,
+        request: Request<pb::QueryUsersRequest>,
+    ) -> Result<Response<pb::QueryUsersResponse>, Status> {
+        let req = request.into_inner();
+        let filter = match req.filter {
+            Some(s) => {
+                Some(struct_to_json(s, "filter").map_err(|v| Error::InvalidArgument(vec![v]))?)
+            }
+            None => None,
+        };
+        let sort: Vec<(String, i32)> = req
+            .sort
+            .into_iter()
+            .map(|s| (s.field, s.direction))
+            .collect();
+        let query = parse_query(
+            filter.as_ref(),
+            &sort,
+            req.limit,
+            req.offset,
+            &req.page_token,
+            req.include_deactivated_users,
+        )?;
+        let page = self.store.query_users(&query).await?;
+        Ok(Response::new(pb::QueryUsersResponse {
+            users: page.users.into_iter().map(pb::User::from).collect(),
+            next_page_token: page.next_page_token.unwrap_or_default(),
+        }))
+    }
+}

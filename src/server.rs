@@ -1,0 +1,118 @@
+//! Wiring: migrate, then serve every roster service plus health and reflection on one listener,
+//! until the shutdown signal; then drain within the grace period.
+use std::{future::Future, time::Duration};
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+use tonic_health::ServingStatus;
+
+use crate::config::Config;
+use crate::grpc::{RoleApi, TaskApi, UserApi};
+use crate::pb;
+use crate::store::Store;
+
+/// Services whose health is reported by name, besides the overall "" entry.
+const SERVICE_NAMES: [&str; 3] = [
+    "roster.v1.UserService",
+    "roster.v1.RoleService",
+    "roster.v1.TaskService",
+];
+
+/// Runs roster on `listener` until `shutdown` resolves.
+///
+/// Health is NOT_SERVING until the database is reachable and migrated (a database that is down
+/// at start is retried, so the process does not crash-loop), SERVING after, and NOT_SERVING again
+/// from the moment shutdown begins.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    set_health(&health, ServingStatus::NotServing).await;
+
+    let migrated = migrate_with_retry(&config.database_url);
+    tokio::pin!(shutdown);
+    tokio::select! {
+        result = migrated => result?,
+        () = &mut shutdown => return Ok(()),
+    }
+    let store = Store::connect(&config.database_url, config.database_max_connections).await?;
+
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
+
+    let router = Server::builder()
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(pb::user_service_server::UserServiceServer::new(
+            UserApi::new(store.clone()),
+        ))
+        .add_service(pb::role_service_server::RoleServiceServer::new(
+            RoleApi::new(store.clone()),
+        ))
+        .add_service(pb::task_service_server::TaskServiceServer::new(TaskApi));
+
+    let addr = listener.local_addr()?;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(router.serve_with_incoming_shutdown(
+        TcpListenerStream::new(listener),
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
+    set_health(&health, ServingStatus::Serving).await;
+    tracing::info!(%addr, "roster is serving");
+
+    shutdown.await;
+    tracing::info!("shutting down");
+    set_health(&health, ServingStatus::NotServing).await;
+    let _ = stop_tx.send(());
+    let grace = Duration::from_secs(config.shutdown_grace_seconds);
+    match tokio::time::timeout(grace, server).await {
+        Ok(joined) => joined??,
+        Err(_) => tracing::warn!(
+            ?grace,
+            "calls still open after the grace period; exiting anyway"
+        ),
+    }
+    store.close().await;
+    Ok(())
+}
+
+/// Everything `grpcurl list` / `describe` should see, including the google.rpc error details so
+/// that error payloads decode.
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
+}
+
+async fn set_health(health: &tonic_health::server::HealthReporter, status: ServingStatus) {
+    health.set_service_status("", status).await;
+    for name in SERVICE_NAMES {
+        health.set_service_status(name, status).await;
+    }
+}
+
+/// Migrates, retrying while the database cannot be reached. Any other failure (such as a schema
+/// newer than this binary) is final.
+async fn migrate_with_retry(url: &str) -> anyhow::Result<()> {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match Store::migrate(url).await {
+            Ok(()) => return Ok(()),
+            Err(err @ (sea_orm::DbErr::Conn(_) | sea_orm::DbErr::ConnectionAcquire(_))) => {
+                tracing::warn!(error = %err, retry_in = ?delay, "database not reachable yet");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(err) => return Err(anyhow::anyhow!("migrating the database failed: {err}")),
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! SeaORM entities: the tables as rows. Conversions to and from domain types live beside them.
+pub mod role;
+pub mod user;

@@ -1,0 +1,126 @@
+//! Roles: the built-ins seeded by the first migration, plus up to 25 custom roles.
+use std::collections::HashMap;
+
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, Set, Statement,
+};
+
+use super::Store;
+use super::entities::role::{self, Column};
+use crate::domain::role::{MAX_CUSTOM_ROLES, Role, name_problem};
+use crate::domain::time::now_micros;
+use crate::domain::user::RoleScope;
+use crate::error::{Error, Result};
+
+impl From<role::Model> for Role {
+    fn from(m: role::Model) -> Self {
+        Role {
+            name: m.name,
+            builtin: m.builtin,
+            channel_level: m.channel_level,
+            created_at: m.created_at,
+        }
+    }
+}
+
+impl Store {
+    /// Every role by name, with where it may be used.
+    pub(crate) async fn role_scopes(
+        &self,
+        conn: &impl ConnectionTrait,
+    ) -> Result<HashMap<String, RoleScope>> {
+        let roles = role::Entity::find().all(conn).await?;
+        Ok(roles
+            .into_iter()
+            .map(|r| {
+                let scope = if r.channel_level {
+                    RoleScope::Channel
+                } else {
+                    RoleScope::Global
+                };
+                (r.name, scope)
+            })
+            .collect())
+    }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    pub async fn create_role(&self, name: &str) -> Result<Role> {
+        if let Some(problem) = name_problem(name) {
+            return Err(Error::invalid("name", problem));
+        }
+        let tx = self.write().await?;
+        let existing = role::Entity::find_by_id(name.to_owned())
+            .one(&tx.txn)
+            .await?;
+        if existing.is_some() {
+            return Err(Error::RoleExists(name.to_owned()));
+        }
+        let custom = role::Entity::find()
+            .filter(Column::Builtin.eq(false))
+            .count(&tx.txn)
+            .await?;
+        if custom >= MAX_CUSTOM_ROLES {
+            return Err(Error::LimitExceeded(format!(
+                "at most {MAX_CUSTOM_ROLES} custom roles"
+            )));
+        }
+        let model = role::ActiveModel {
+            name: Set(name.to_owned()),
+            builtin: Set(false),
+            channel_level: Set(false),
+            created_at: Set(now_micros()),
+        };
+        let inserted = role::Entity::insert(model)
+            .exec_with_returning(&tx.txn)
+            .await?;
+        tx.commit().await?;
+        Ok(inserted.into())
+    }
+
+    /// Built-in roles first, then custom roles, each by name.
+    pub async fn list_roles(&self) -> Result<Vec<Role>> {
+        let roles = role::Entity::find()
+            .order_by_desc(Column::Builtin)
+            .order_by_asc(Column::Name)
+            .all(self.conn())
+            .await?;
+        Ok(roles.into_iter().map(Role::from).collect())
+    }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    pub async fn delete_role(&self, name: &str) -> Result<()> {
+        let tx = self.write().await?;
+        let role = role::Entity::find_by_id(name.to_owned())
+            .one(&tx.txn)
+            .await?
+            .ok_or_else(|| Error::RoleNotFound(name.to_owned()))?;
+        if role.builtin {
+            return Err(Error::RoleBuiltin(name.to_owned()));
+        }
+        // A role is in use while a non-deleted user holds it, globally or in a team.
+        let backend = self.backend();
+        let sql = match backend {
+            DatabaseBackend::Postgres => {
+                "SELECT 1 FROM users WHERE deleted_at IS NULL AND (role = $1 OR EXISTS \
+                 (SELECT 1 FROM jsonb_each_text(teams_role) AS t WHERE t.value = $1)) LIMIT 1"
+            }
+            _ => {
+                "SELECT 1 FROM users WHERE deleted_at IS NULL AND (role = ?1 OR EXISTS \
+                 (SELECT 1 FROM json_each(users.teams_role) AS t WHERE t.value = ?1)) LIMIT 1"
+            }
+        };
+        let in_use = tx
+            .txn
+            .query_one_raw(Statement::from_sql_and_values(backend, sql, [name.into()]))
+            .await?
+            .is_some();
+        if in_use {
+            return Err(Error::RoleInUse(name.to_owned()));
+        }
+        role::Entity::delete_by_id(name.to_owned())
+            .exec(&tx.txn)
+            .await?;
+        tx.commit().await
+    }
+}
