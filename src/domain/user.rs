@@ -18,6 +18,8 @@ pub struct User {
     pub last_active: Option<Micros>,
     pub revoke_tokens_issued_before: Option<Micros>,
     pub avg_response_time: Option<i32>,
+    /// Set when the user was pruned or hard-deleted (it can no longer be restored).
+    pub pruned_at: Option<Micros>,
 }
 
 /// What a caller sets: the whole of a replace, the result of a partial update.
@@ -219,6 +221,11 @@ impl UserFields {
         out
     }
 
+    /// Every role these fields refer to (the global role and the team roles).
+    pub fn role_names(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.role.as_str()).chain(self.teams_role.values().map(String::as_str))
+    }
+
     /// Checks the role and team roles against the roles that exist.
     pub fn role_violations(
         &self,
@@ -292,6 +299,23 @@ fn json_problem(value: &Value, depth: usize) -> Option<String> {
     }
 }
 
+impl User {
+    /// A user created now with the given caller fields.
+    pub fn new(fields: UserFields, now: Micros) -> Self {
+        User {
+            fields,
+            created_at: now,
+            updated_at: now,
+            deactivated_at: None,
+            deleted_at: None,
+            last_active: None,
+            revoke_tokens_issued_before: None,
+            avg_response_time: None,
+            pruned_at: None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -333,21 +357,5 @@ mod tests {
         let mut u = UserFields::with_id("u1");
         u.custom.insert("deep".into(), deep);
         assert_eq!(u.violations("u").len(), 1);
-    }
-}
-
-impl User {
-    /// A user created now with the given caller fields.
-    pub fn new(fields: UserFields, now: Micros) -> Self {
-        User {
-            fields,
-            created_at: now,
-            updated_at: now,
-            deactivated_at: None,
-            deleted_at: None,
-            last_active: None,
-            revoke_tokens_issued_before: None,
-            avg_response_time: None,
-        }
     }
 }

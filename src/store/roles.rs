@@ -3,7 +3,7 @@ use std::collections::HashMap;
 
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, Set, Statement,
+    QueryOrder, QuerySelect, Set, Statement, sea_query::LockType,
 };
 
 use super::Store;
@@ -12,6 +12,9 @@ use crate::domain::role::{MAX_CUSTOM_ROLES, Role, name_problem};
 use crate::domain::time::now_micros;
 use crate::domain::user::RoleScope;
 use crate::error::{Error, Result};
+
+/// Advisory lock key for role creation and deletion ("roles").
+const ROLES_LOCK_KEY: i64 = 0x72_6f6c_6573;
 
 impl From<role::Model> for Role {
     fn from(m: role::Model) -> Self {
@@ -25,12 +28,24 @@ impl From<role::Model> for Role {
 }
 
 impl Store {
-    /// Every role by name, with where it may be used.
-    pub(crate) async fn role_scopes(
+    /// The named roles that exist, with where they may be used. On PostgreSQL the rows are
+    /// locked `FOR KEY SHARE` until the writing transaction ends, so a concurrent DeleteRole waits
+    /// for it (and then sees the user holding the role) instead of leaving a user with a role
+    /// that no longer exists.
+    pub(crate) async fn role_scopes<'a>(
         &self,
         conn: &impl ConnectionTrait,
+        names: impl IntoIterator<Item = &'a str>,
     ) -> Result<HashMap<String, RoleScope>> {
-        let roles = role::Entity::find().all(conn).await?;
+        let mut names: Vec<&str> = names.into_iter().collect();
+        names.sort_unstable();
+        names.dedup();
+        let roles = role::Entity::find()
+            .filter(Column::Name.is_in(names))
+            .order_by_asc(Column::Name)
+            .lock(LockType::KeyShare)
+            .all(conn)
+            .await?;
         Ok(roles
             .into_iter()
             .map(|r| {
@@ -44,12 +59,27 @@ impl Store {
             .collect())
     }
 
+    /// Serializes role creation and deletion on PostgreSQL (SQLite's writer slot already does),
+    /// so that the custom-role count cannot be raced past its limit.
+    async fn lock_roles(&self, txn: &impl ConnectionTrait) -> Result<()> {
+        if self.backend() == DatabaseBackend::Postgres {
+            txn.execute_raw(Statement::from_sql_and_values(
+                DatabaseBackend::Postgres,
+                "SELECT pg_advisory_xact_lock($1)",
+                [ROLES_LOCK_KEY.into()],
+            ))
+            .await?;
+        }
+        Ok(())
+    }
+
     #[tracing::instrument(skip(self), err(level = "debug"))]
     pub async fn create_role(&self, name: &str) -> Result<Role> {
         if let Some(problem) = name_problem(name) {
             return Err(Error::invalid("name", problem));
         }
         let tx = self.write().await?;
+        self.lock_roles(&tx.txn).await?;
         let existing = role::Entity::find_by_id(name.to_owned())
             .one(&tx.txn)
             .await?;
@@ -91,7 +121,9 @@ impl Store {
     #[tracing::instrument(skip(self), err(level = "debug"))]
     pub async fn delete_role(&self, name: &str) -> Result<()> {
         let tx = self.write().await?;
+        self.lock_roles(&tx.txn).await?;
         let role = role::Entity::find_by_id(name.to_owned())
+            .lock_exclusive()
             .one(&tx.txn)
             .await?
             .ok_or_else(|| Error::RoleNotFound(name.to_owned()))?;
