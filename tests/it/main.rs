@@ -1,0 +1,13 @@
+//! roster's integration tests: one binary, one real server per test.
+//!
+//! Every test starts `roster::run` on `127.0.0.1:0` against a fresh database (a fresh SQLite file,
+//! or a fresh PostgreSQL database when `ROSTER_TEST_DB=postgres`), waits for grpc health to report
+//! SERVING, and talks to it with the generated tonic clients. See `harness.rs`.
+
+mod harness;
+
+mod roles;
+mod serving;
+mod users_partial;
+mod users_query;
+mod users_upsert;
