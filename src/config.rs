@@ -75,6 +75,38 @@ pub struct Config {
     /// Seconds to wait for in-flight calls after SIGTERM before exiting.
     #[arg(long, env = "ROSTER_SHUTDOWN_GRACE_SECONDS", default_value_t = 20)]
     pub shutdown_grace_seconds: u64,
+    /// Tasks this process runs at once.
+    #[arg(long, env = "ROSTER_TASK_CONCURRENCY", default_value_t = 2)]
+    pub task_concurrency: usize,
+    /// Seconds a task lease lasts without renewal (renewed every third of it); after that another
+    /// replica takes the task over.
+    #[arg(long, env = "ROSTER_TASK_LEASE_SECONDS", default_value_t = 30)]
+    pub task_lease_seconds: u64,
+    /// Hours finished tasks are kept before they are purged.
+    #[arg(long, env = "ROSTER_TASK_RETENTION_HOURS", default_value_t = 168)]
+    pub task_retention_hours: u64,
+    /// Test hook: milliseconds to pause before each task item.
+    #[arg(
+        long,
+        env = "ROSTER_TASK_ITEM_DELAY_MS",
+        default_value_t = 0,
+        hide = true
+    )]
+    pub task_item_delay_ms: u64,
+}
+
+impl Config {
+    pub fn worker(&self) -> crate::tasks::WorkerConfig {
+        let lease = std::time::Duration::from_secs(self.task_lease_seconds.max(1));
+        crate::tasks::WorkerConfig {
+            concurrency: self.task_concurrency.max(1),
+            lease,
+            heartbeat: lease / 3,
+            retention: std::time::Duration::from_secs(self.task_retention_hours * 3600),
+            item_delay: std::time::Duration::from_millis(self.task_item_delay_ms),
+            ..Default::default()
+        }
+    }
 }
 
 impl Default for Config {
@@ -85,6 +117,10 @@ impl Default for Config {
             log_format: LogFormat::Pretty,
             database_max_connections: 16,
             shutdown_grace_seconds: 20,
+            task_concurrency: 2,
+            task_lease_seconds: 30,
+            task_retention_hours: 168,
+            task_item_delay_ms: 0,
         }
     }
 }

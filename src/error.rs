@@ -26,6 +26,10 @@ pub enum Error {
     UserNotFound(String),
     #[error("user {0} is deleted")]
     UserDeleted(String),
+    #[error("user {0} is not deleted")]
+    UserNotDeleted(String),
+    #[error("user {0} was pruned or hard-deleted and cannot be restored")]
+    UserPruned(String),
     #[error("role {0} not found")]
     RoleNotFound(String),
     #[error("role {0} already exists")]
@@ -38,6 +42,8 @@ pub enum Error {
     LimitExceeded(String),
     #[error("task {0} not found")]
     TaskNotFound(String),
+    #[error("task {0} has already finished")]
+    TaskFinished(String),
     /// The database cannot be reached right now; the caller may retry.
     #[error("database unavailable")]
     Unavailable(#[source] sea_orm::DbErr),

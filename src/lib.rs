@@ -12,6 +12,7 @@ pub mod error;
 pub mod grpc;
 pub mod server;
 pub mod store;
+pub mod tasks;
 
 pub mod pb {
     tonic::include_proto!("roster.v1");

@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::grpc::{RoleApi, TaskApi, UserApi};
 use crate::pb;
 use crate::store::Store;
+use crate::tasks::{Hub, spawn_workers};
 
 /// Services whose health is reported by name, besides the overall "" entry.
 const SERVICE_NAMES: [&str; 3] = [
@@ -39,6 +40,8 @@ pub async fn run(
         () = &mut shutdown => return Ok(()),
     }
     let store = Store::connect(&config.database_url, config.database_max_connections).await?;
+    let hub = Hub::default();
+    let mut workers = spawn_workers(store.clone(), config.worker(), hub.clone());
 
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
@@ -48,12 +51,14 @@ pub async fn run(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(pb::user_service_server::UserServiceServer::new(
-            UserApi::new(store.clone()),
+            UserApi::new(store.clone(), hub.clone()),
         ))
         .add_service(pb::role_service_server::RoleServiceServer::new(
             RoleApi::new(store.clone()),
         ))
-        .add_service(pb::task_service_server::TaskServiceServer::new(TaskApi));
+        .add_service(pb::task_service_server::TaskServiceServer::new(
+            TaskApi::new(store.clone(), hub.clone()),
+        ));
 
     let addr = listener.local_addr()?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -69,13 +74,20 @@ pub async fn run(
     shutdown.await;
     tracing::info!("shutting down");
     set_health(&health, ServingStatus::NotServing).await;
+    // Streams end with UNAVAILABLE and workers stop after their current item, releasing leases.
+    hub.shut_down();
     let _ = stop_tx.send(());
     let grace = Duration::from_secs(config.shutdown_grace_seconds);
-    match tokio::time::timeout(grace, server).await {
+    let drained = tokio::time::timeout(grace, async {
+        while workers.join_next().await.is_some() {}
+        server.await
+    })
+    .await;
+    match drained {
         Ok(joined) => joined??,
         Err(_) => tracing::warn!(
             ?grace,
-            "calls still open after the grace period; exiting anyway"
+            "work still open after the grace period; exiting anyway"
         ),
     }
     store.close().await;

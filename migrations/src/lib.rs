@@ -3,12 +3,16 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m0001_users_and_roles;
+mod m0002_tasks;
 
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m0001_users_and_roles::Migration)]
+        vec![
+            Box::new(m0001_users_and_roles::Migration),
+            Box::new(m0002_tasks::Migration),
+        ]
     }
 }

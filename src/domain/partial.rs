@@ -497,7 +497,7 @@ mod tests {
             s.revoke_tokens_issued_before,
             parse_rfc3339("2026-01-01T00:00:00Z")
         );
-        assert!(s.fields.push_notifications.unwrap().disabled);
+        assert!(s.fields.push_notifications.as_ref().unwrap().disabled);
         let s = update(json!({}), &["revoke_tokens_issued_before"])
             .apply(&s, "u")
             .unwrap();

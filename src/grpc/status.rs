@@ -32,6 +32,10 @@ impl From<Error> for Status {
             }
             Error::UserNotFound(id) => info(Code::NotFound, "USER_NOT_FOUND", "user_id", id),
             Error::UserDeleted(id) => info(Code::FailedPrecondition, "USER_DELETED", "user_id", id),
+            Error::UserNotDeleted(id) => {
+                info(Code::FailedPrecondition, "USER_NOT_DELETED", "user_id", id)
+            }
+            Error::UserPruned(id) => info(Code::FailedPrecondition, "USER_PRUNED", "user_id", id),
             Error::RoleNotFound(name) => info(Code::NotFound, "ROLE_NOT_FOUND", "role", name),
             Error::RoleExists(name) => info(Code::AlreadyExists, "ROLE_EXISTS", "role", name),
             Error::RoleBuiltin(name) => {
@@ -42,6 +46,9 @@ impl From<Error> for Status {
                 info(Code::ResourceExhausted, "LIMIT_EXCEEDED", "limit", what)
             }
             Error::TaskNotFound(id) => info(Code::NotFound, "TASK_NOT_FOUND", "task_id", id),
+            Error::TaskFinished(id) => {
+                info(Code::FailedPrecondition, "TASK_FINISHED", "task_id", id)
+            }
             Error::Unavailable(cause) => {
                 tracing::warn!(error = %cause, "database unavailable");
                 let details = ErrorInfo::new("DATABASE_UNAVAILABLE", DOMAIN, HashMap::new());

@@ -1,49 +1,253 @@
-//! `roster.v1.TaskService`. Tasks are produced by the lifecycle RPCs, which are not served yet;
-//! until they are, every RPC here says so plainly.
+//! `roster.v1.TaskService`: read, list, cancel and watch durable tasks.
 use std::pin::Pin;
+use std::time::Duration;
 
-use tokio_stream::Stream;
+use base64::Engine;
+use tokio::sync::mpsc;
+use tokio_stream::{Stream, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status};
 
+use super::convert::{json_to_struct, timestamp};
+use crate::domain::task::{Task, TaskKind, TaskStatus};
+use crate::error::Error;
 use crate::pb::{self, task_service_server::TaskService};
+use crate::store::Store;
+use crate::tasks::Hub;
 
-#[derive(Default)]
-pub struct TaskApi;
+/// How often a watcher re-reads the task row: bounds how late a change made by another replica
+/// arrives (the local worker's changes arrive at once through the hub).
+const WATCH_POLL: Duration = Duration::from_millis(100);
+const DEFAULT_LIST_LIMIT: u32 = 30;
+const MAX_LIST_LIMIT: u32 = 100;
 
-fn not_yet() -> Status {
-    Status::unimplemented("tasks are not served by this version of roster")
+pub struct TaskApi {
+    store: Store,
+    hub: Hub,
 }
+
+impl TaskApi {
+    pub fn new(store: Store, hub: Hub) -> Self {
+        TaskApi { store, hub }
+    }
+}
+
+impl From<TaskStatus> for pb::TaskStatus {
+    fn from(s: TaskStatus) -> Self {
+        match s {
+            TaskStatus::Pending => pb::TaskStatus::Pending,
+            TaskStatus::Running => pb::TaskStatus::Running,
+            TaskStatus::Waiting => pb::TaskStatus::Waiting,
+            TaskStatus::Completed => pb::TaskStatus::Completed,
+            TaskStatus::Failed => pb::TaskStatus::Failed,
+            TaskStatus::Canceled => pb::TaskStatus::Canceled,
+        }
+    }
+}
+
+impl From<Task> for pb::Task {
+    fn from(t: Task) -> Self {
+        pb::Task {
+            task_id: t.id,
+            kind: t.kind.as_str().to_owned(),
+            status: pb::TaskStatus::from(t.status) as i32,
+            created_at: Some(timestamp(t.created_at)),
+            updated_at: Some(timestamp(t.updated_at)),
+            started_at: t.started_at.map(timestamp),
+            finished_at: t.finished_at.map(timestamp),
+            progress: Some(pb::TaskProgress {
+                done: t.done,
+                total: t.total,
+            }),
+            result: Some(json_to_struct(&t.result)),
+            error: t.error.map(|e| pb::TaskError {
+                r#type: e.kind,
+                description: e.description,
+            }),
+        }
+    }
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchTaskResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl TaskService for TaskApi {
-    type WatchTaskStream =
-        Pin<Box<dyn Stream<Item = Result<pb::WatchTaskResponse, Status>> + Send>>;
+    type WatchTaskStream = WatchStream;
 
     async fn get_task(
         &self,
-        _: Request<pb::GetTaskRequest>,
+        request: Request<pb::GetTaskRequest>,
     ) -> Result<Response<pb::GetTaskResponse>, Status> {
-        Err(not_yet())
+        let task = self.store.get_task(&request.into_inner().task_id).await?;
+        Ok(Response::new(pb::GetTaskResponse {
+            task: Some(task.into()),
+        }))
     }
 
     async fn watch_task(
         &self,
-        _: Request<pb::WatchTaskRequest>,
-    ) -> Result<Response<Self::WatchTaskStream>, Status> {
-        Err(not_yet())
+        request: Request<pb::WatchTaskRequest>,
+    ) -> Result<Response<WatchStream>, Status> {
+        let task_id = request.into_inner().task_id;
+        // Subscribe before the first read so that no change can fall between the two.
+        let changes = self.hub.subscribe();
+        let first = self.store.get_task(&task_id).await?;
+        let (tx, rx) = mpsc::channel(16);
+        tokio::spawn(follow(
+            self.store.clone(),
+            self.hub.clone(),
+            first,
+            changes,
+            tx,
+        ));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
     async fn list_tasks(
         &self,
-        _: Request<pb::ListTasksRequest>,
+        request: Request<pb::ListTasksRequest>,
     ) -> Result<Response<pb::ListTasksResponse>, Status> {
-        Err(not_yet())
+        let req = request.into_inner();
+        let status = match pb::TaskStatus::try_from(req.status) {
+            Ok(pb::TaskStatus::Unspecified) => None,
+            Ok(s) => TaskStatus::parse(
+                &s.as_str_name()
+                    .trim_start_matches("TASK_STATUS_")
+                    .to_ascii_lowercase(),
+            ),
+            Err(_) => {
+                return Err(
+                    Error::invalid("status", format!("unknown status {}", req.status)).into(),
+                );
+            }
+        };
+        let kind = match req.kind.as_str() {
+            "" => None,
+            k => Some(
+                TaskKind::parse(k)
+                    .ok_or_else(|| Error::invalid("kind", format!("unknown kind {k:?}")))?,
+            ),
+        };
+        let limit = match req.limit {
+            0 => DEFAULT_LIST_LIMIT,
+            n if n <= MAX_LIST_LIMIT => n,
+            n => {
+                return Err(Error::invalid(
+                    "limit",
+                    format!("must be 1 to {MAX_LIST_LIMIT}, got {n}"),
+                )
+                .into());
+            }
+        };
+        let after = match req.page_token.as_str() {
+            "" => None,
+            token => Some(decode_token(token)?),
+        };
+        let tasks = self
+            .store
+            .list_tasks(status, kind, u64::from(limit) + 1, after)
+            .await?;
+        let more = tasks.len() > limit as usize;
+        let tasks: Vec<Task> = tasks.into_iter().take(limit as usize).collect();
+        let next_page_token = match tasks.last() {
+            Some(last) if more => encode_token(last.created_at, &last.id),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListTasksResponse {
+            tasks: tasks.into_iter().map(Into::into).collect(),
+            next_page_token,
+        }))
     }
 
     async fn cancel_task(
         &self,
-        _: Request<pb::CancelTaskRequest>,
+        request: Request<pb::CancelTaskRequest>,
     ) -> Result<Response<pb::CancelTaskResponse>, Status> {
-        Err(not_yet())
+        let task_id = request.into_inner().task_id;
+        self.store.cancel_task(&task_id).await?;
+        self.hub.task_changed(&task_id);
+        let task = self.store.get_task(&task_id).await?;
+        Ok(Response::new(pb::CancelTaskResponse {
+            task: Some(task.into()),
+        }))
     }
+}
+
+/// Streams `first`, then every change, until a terminal state, the client leaving, or shutdown.
+async fn follow(
+    store: Store,
+    hub: Hub,
+    first: Task,
+    mut changes: tokio::sync::broadcast::Receiver<String>,
+    tx: mpsc::Sender<Result<pb::WatchTaskResponse, Status>>,
+) {
+    let task_id = first.id.clone();
+    let mut version = first.version;
+    let mut finished = first.status.is_terminal();
+    if tx
+        .send(Ok(pb::WatchTaskResponse {
+            task: Some(first.into()),
+        }))
+        .await
+        .is_err()
+        || finished
+    {
+        return;
+    }
+    while !finished {
+        tokio::select! {
+            () = tx.closed() => return,
+            () = hub.shutting_down() => {
+                let _ = tx.send(Err(Status::unavailable("roster is shutting down; watch again"))).await;
+                return;
+            }
+            changed = changes.recv() => match changed {
+                Ok(id) if id != task_id => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                _ => {}
+            },
+            () = tokio::time::sleep(WATCH_POLL) => {}
+        }
+        match store.task_version(&task_id).await {
+            Ok(Some((v, _))) if v == version => continue,
+            Ok(Some(_)) => {}
+            Ok(None) => return,
+            Err(err) => {
+                let _ = tx.send(Err(err.into())).await;
+                return;
+            }
+        }
+        match store.get_task(&task_id).await {
+            Ok(task) => {
+                version = task.version;
+                finished = task.status.is_terminal();
+                if tx
+                    .send(Ok(pb::WatchTaskResponse {
+                        task: Some(task.into()),
+                    }))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            Err(err) => {
+                let _ = tx.send(Err(err.into())).await;
+                return;
+            }
+        }
+    }
+}
+
+fn encode_token(created_at: i64, id: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{created_at}:{id}"))
+}
+
+fn decode_token(token: &str) -> Result<(i64, String), Error> {
+    let bad = || Error::invalid("page_token", "not a token returned by ListTasks");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| bad())?;
+    let text = String::from_utf8(bytes).map_err(|_| bad())?;
+    let (created_at, id) = text.split_once(':').ok_or_else(bad)?;
+    Ok((created_at.parse().map_err(|_| bad())?, id.to_owned()))
 }

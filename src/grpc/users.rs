@@ -3,19 +3,32 @@ use tonic::{Request, Response, Status};
 
 use super::MAX_BATCH;
 use super::convert::{struct_to_json, user_fields};
+use super::lifecycle;
 use crate::domain::partial::PartialUpdate;
 use crate::domain::query::parse_query;
 use crate::error::Error;
 use crate::pb::{self, user_service_server::UserService};
-use crate::store::Store;
+use crate::store::{NewTask, Store};
+use crate::tasks::Hub;
 
 pub struct UserApi {
     store: Store,
+    hub: Hub,
 }
 
 impl UserApi {
-    pub fn new(store: Store) -> Self {
-        UserApi { store }
+    pub fn new(store: Store, hub: Hub) -> Self {
+        UserApi { store, hub }
+    }
+
+    /// Enqueues a lifecycle task (the users' state changes commit with it) and wakes the worker.
+    async fn enqueue(
+        &self,
+        task: Result<NewTask, Error>,
+    ) -> Result<(String, Vec<crate::domain::user::User>), Status> {
+        let (task_id, users) = self.store.enqueue_lifecycle(task?).await?;
+        self.hub.work_added();
+        Ok((task_id, users))
     }
 }
 
@@ -130,5 +143,71 @@ impl UserService for UserApi {
             users: page.users.into_iter().map(pb::User::from).collect(),
             next_page_token: page.next_page_token.unwrap_or_default(),
         }))
+    }
+
+    async fn deactivate_user(
+        &self,
+        request: Request<pb::DeactivateUserRequest>,
+    ) -> Result<Response<pb::DeactivateUserResponse>, Status> {
+        let (task_id, users) = self
+            .enqueue(lifecycle::deactivate_one(request.into_inner()))
+            .await?;
+        Ok(Response::new(pb::DeactivateUserResponse {
+            user: users.into_iter().next().map(Into::into),
+            task_id,
+        }))
+    }
+
+    async fn deactivate_users(
+        &self,
+        request: Request<pb::DeactivateUsersRequest>,
+    ) -> Result<Response<pb::DeactivateUsersResponse>, Status> {
+        let (task_id, _) = self
+            .enqueue(lifecycle::deactivate_many(request.into_inner()))
+            .await?;
+        Ok(Response::new(pb::DeactivateUsersResponse { task_id }))
+    }
+
+    async fn reactivate_user(
+        &self,
+        request: Request<pb::ReactivateUserRequest>,
+    ) -> Result<Response<pb::ReactivateUserResponse>, Status> {
+        let (task_id, users) = self
+            .enqueue(lifecycle::reactivate_one(request.into_inner()))
+            .await?;
+        Ok(Response::new(pb::ReactivateUserResponse {
+            user: users.into_iter().next().map(Into::into),
+            task_id,
+        }))
+    }
+
+    async fn reactivate_users(
+        &self,
+        request: Request<pb::ReactivateUsersRequest>,
+    ) -> Result<Response<pb::ReactivateUsersResponse>, Status> {
+        let (task_id, _) = self
+            .enqueue(lifecycle::reactivate_many(request.into_inner()))
+            .await?;
+        Ok(Response::new(pb::ReactivateUsersResponse { task_id }))
+    }
+
+    async fn delete_users(
+        &self,
+        request: Request<pb::DeleteUsersRequest>,
+    ) -> Result<Response<pb::DeleteUsersResponse>, Status> {
+        let (task_id, _) = self
+            .enqueue(lifecycle::delete_many(request.into_inner()))
+            .await?;
+        Ok(Response::new(pb::DeleteUsersResponse { task_id }))
+    }
+
+    async fn restore_users(
+        &self,
+        request: Request<pb::RestoreUsersRequest>,
+    ) -> Result<Response<pb::RestoreUsersResponse>, Status> {
+        let (task_id, _) = self
+            .enqueue(lifecycle::restore_many(request.into_inner()))
+            .await?;
+        Ok(Response::new(pb::RestoreUsersResponse { task_id }))
     }
 }

@@ -3,7 +3,11 @@
 pub mod entities;
 pub mod query_sql;
 mod roles;
+mod tasks;
 mod users;
+
+pub use tasks::{Claimed, ItemCommit, NewTask, PendingItem};
+pub use users::UserPage;
 
 use std::{sync::Arc, time::Duration};
 

@@ -48,7 +48,9 @@ impl Store {
             return Err(Error::InvalidArgument(violations));
         }
         let tx = self.write().await?;
-        let scopes = self.role_scopes(&tx.txn).await?;
+        let scopes = self
+            .role_scopes(&tx.txn, batch.iter().flat_map(UserFields::role_names))
+            .await?;
         let violations: Vec<FieldViolation> = batch
             .iter()
             .flat_map(|f| {
@@ -101,7 +103,6 @@ impl Store {
         }
         let tx = self.write().await?;
         let mut rows = lock_users(&tx.txn, updates.iter().map(|u| u.id.clone())).await?;
-        let scopes = self.role_scopes(&tx.txn).await?;
         let now = now_micros();
         let mut users = Vec::with_capacity(updates.len());
         let mut violations = Vec::new();
@@ -121,7 +122,6 @@ impl Store {
             match update.apply(&current, &at) {
                 Ok(next) => {
                     violations.extend(next.fields.violations(&at));
-                    violations.extend(next.fields.role_violations(&at, |r| scopes.get(r).copied()));
                     user.fields = next.fields;
                     user.revoke_tokens_issued_before = next.revoke_tokens_issued_before;
                     user.updated_at = now;
@@ -133,6 +133,20 @@ impl Store {
         if !violations.is_empty() {
             return Err(Error::InvalidArgument(violations));
         }
+        let scopes = self
+            .role_scopes(&tx.txn, users.iter().flat_map(|u| u.fields.role_names()))
+            .await?;
+        let violations: Vec<FieldViolation> = users
+            .iter()
+            .enumerate()
+            .flat_map(|(i, u)| {
+                u.fields
+                    .role_violations(&format!("users[{i}]"), |r| scopes.get(r).copied())
+            })
+            .collect();
+        if !violations.is_empty() {
+            return Err(Error::InvalidArgument(violations));
+        }
         for user in &users {
             let mut model = active(user::Model::from(user));
             model.id = ActiveValue::Unchanged(user.fields.id.clone());
@@ -141,6 +155,7 @@ impl Store {
             model.deleted_at = ActiveValue::NotSet;
             model.last_active = ActiveValue::NotSet;
             model.avg_response_time = ActiveValue::NotSet;
+            model.pruned_at = ActiveValue::NotSet;
             user::Entity::update(model).exec(&tx.txn).await?;
         }
         tx.commit().await?;

@@ -1,3 +1,5 @@
 //! SeaORM entities: the tables as rows. Conversions to and from domain types live beside them.
 pub mod role;
+pub mod task;
+pub mod task_item;
 pub mod user;

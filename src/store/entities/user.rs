@@ -30,6 +30,7 @@ pub struct Model {
     pub last_active: Option<i64>,
     pub revoke_tokens_issued_before: Option<i64>,
     pub avg_response_time: Option<i32>,
+    pub pruned_at: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -70,6 +71,7 @@ impl From<Model> for User {
             last_active: m.last_active,
             revoke_tokens_issued_before: m.revoke_tokens_issued_before,
             avg_response_time: m.avg_response_time,
+            pruned_at: m.pruned_at,
         }
     }
 }
@@ -102,6 +104,7 @@ impl From<&User> for Model {
             last_active: u.last_active,
             revoke_tokens_issued_before: u.revoke_tokens_issued_before,
             avg_response_time: u.avg_response_time,
+            pruned_at: u.pruned_at,
         }
     }
 }

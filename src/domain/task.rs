@@ -1,0 +1,151 @@
+//! Tasks as callers see them: kinds, statuses, versioned payloads and per-item outcomes.
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::lifecycle::{DeleteOptions, LifecycleEvent};
+use super::user::Micros;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TaskStatus {
+    Pending,
+    Running,
+    Waiting,
+    Completed,
+    Failed,
+    Canceled,
+}
+
+impl TaskStatus {
+    pub const ALL: [TaskStatus; 6] = [
+        TaskStatus::Pending,
+        TaskStatus::Running,
+        TaskStatus::Waiting,
+        TaskStatus::Completed,
+        TaskStatus::Failed,
+        TaskStatus::Canceled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Pending => "pending",
+            TaskStatus::Running => "running",
+            TaskStatus::Waiting => "waiting",
+            TaskStatus::Completed => "completed",
+            TaskStatus::Failed => "failed",
+            TaskStatus::Canceled => "canceled",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<TaskStatus> {
+        TaskStatus::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            TaskStatus::Completed | TaskStatus::Failed | TaskStatus::Canceled
+        )
+    }
+}
+
+/// What a task does to each of its users.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TaskKind {
+    DeactivateUsers,
+    ReactivateUsers,
+    DeleteUsers,
+    RestoreUsers,
+}
+
+impl TaskKind {
+    pub const ALL: [TaskKind; 4] = [
+        TaskKind::DeactivateUsers,
+        TaskKind::ReactivateUsers,
+        TaskKind::DeleteUsers,
+        TaskKind::RestoreUsers,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskKind::DeactivateUsers => "deactivate_users",
+            TaskKind::ReactivateUsers => "reactivate_users",
+            TaskKind::DeleteUsers => "delete_users",
+            TaskKind::RestoreUsers => "restore_users",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<TaskKind> {
+        TaskKind::ALL.into_iter().find(|k| k.as_str() == text)
+    }
+
+    /// The event products hear for each user of a task of this kind.
+    pub fn event(self) -> LifecycleEvent {
+        match self {
+            TaskKind::DeactivateUsers => LifecycleEvent::Deactivated,
+            TaskKind::ReactivateUsers => LifecycleEvent::Reactivated,
+            TaskKind::DeleteUsers => LifecycleEvent::Deleted,
+            TaskKind::RestoreUsers => LifecycleEvent::Restored,
+        }
+    }
+}
+
+/// A task's input. Payloads outlive deploys: a new shape is a new variant, old ones stay readable.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum TaskPayload {
+    V1(LifecycleV1),
+}
+
+/// Options of a lifecycle task (those not relevant to its kind stay at their defaults).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct LifecycleV1 {
+    #[serde(default)]
+    pub mark_messages_deleted: bool,
+    #[serde(default)]
+    pub mark_channels_deleted: bool,
+    #[serde(default)]
+    pub restore_messages: bool,
+    #[serde(default)]
+    pub restore_channels: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delete: Option<DeleteOptions>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by_id: Option<String>,
+    /// ReactivateUser: a new name set together with the reactivation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// Outcome of one user's item.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ItemOutcome {
+    Pending,
+    Ok(Map<String, Value>),
+    Error(String, Map<String, Value>),
+}
+
+/// A task as GetTask / WatchTask show it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Task {
+    pub id: String,
+    pub kind: TaskKind,
+    pub status: TaskStatus,
+    pub created_at: Micros,
+    pub updated_at: Micros,
+    pub started_at: Option<Micros>,
+    pub finished_at: Option<Micros>,
+    pub done: u32,
+    pub total: u32,
+    /// Per user id: `{"status": "ok"}` or `{"status": "error", "error": "..."}`; finished items
+    /// only.
+    pub result: Map<String, Value>,
+    pub error: Option<TaskError>,
+    /// Bumped on every change; watchers compare it.
+    pub version: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskError {
+    pub kind: String,
+    pub description: String,
+}

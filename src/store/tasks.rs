@@ -1,0 +1,641 @@
+//! Tasks: enqueue (together with the users' state change), claim with a lease, per-item commits,
+//! reads, cancel and purge.
+use sea_orm::{
+    ActiveValue::Set,
+    ColumnTrait, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+    sea_query::{Expr, ExprTrait},
+};
+use serde_json::{Map, Value, json};
+
+use super::entities::task::{self, Column as T};
+use super::entities::task_item::{self, Column as I};
+use super::entities::user::{self, Column as U};
+use super::{Store, WriteTx};
+use crate::domain::lifecycle::{DeleteOptions, UserDeletion};
+use crate::domain::task::{ItemOutcome, Task, TaskError, TaskKind, TaskPayload, TaskStatus};
+use crate::domain::time::now_micros;
+use crate::domain::user::{Micros, User};
+use crate::error::{Error, Result};
+
+/// A lifecycle request, validated, ready to enqueue.
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    pub kind: TaskKind,
+    pub user_ids: Vec<String>,
+    pub payload: TaskPayload,
+    pub request_id: Option<String>,
+}
+
+/// A task this process holds the lease of.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub id: String,
+    pub kind: TaskKind,
+    pub payload: TaskPayload,
+}
+
+/// The next item of a claimed task still to do.
+#[derive(Debug, Clone)]
+pub struct PendingItem {
+    pub position: i32,
+    pub user_id: String,
+}
+
+/// What happened when the worker tried to commit an item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ItemCommit {
+    Done,
+    /// Another worker owns the task now (our lease expired); nothing was written.
+    LeaseLost,
+    /// Cancel was requested; the task is now `canceled`; nothing was written for this item.
+    Canceled,
+}
+
+const ACTIVE: [&str; 3] = ["pending", "running", "waiting"];
+
+impl Store {
+    /// Applies the users' immediate state change and enqueues the task, in one transaction.
+    /// A `request_id` seen before returns that task's id and changes nothing.
+    #[tracing::instrument(skip_all, err(level = "debug"), fields(kind = new.kind.as_str(), count = new.user_ids.len()))]
+    pub async fn enqueue_lifecycle(&self, new: NewTask) -> Result<(String, Vec<User>)> {
+        let tx = self.write().await?;
+        if let Some(request_id) = &new.request_id {
+            let seen = task::Entity::find()
+                .filter(T::RequestId.eq(request_id.clone()))
+                .one(&tx.txn)
+                .await?;
+            if let Some(seen) = seen {
+                return Ok((seen.id, Vec::new()));
+            }
+        }
+        let rows = user::Entity::find()
+            .filter(U::Id.is_in(new.user_ids.clone()))
+            .order_by_asc(U::Id)
+            .lock_exclusive()
+            .all(&tx.txn)
+            .await?;
+        let mut by_id: std::collections::HashMap<String, user::Model> =
+            rows.into_iter().map(|m| (m.id.clone(), m)).collect();
+        let now = now_micros();
+        let TaskPayload::V1(payload) = &new.payload;
+        let delete = payload.delete.clone().unwrap_or_default();
+        let mut users = Vec::with_capacity(new.user_ids.len());
+        for id in &new.user_ids {
+            let row = by_id
+                .remove(id)
+                .ok_or_else(|| Error::UserNotFound(id.clone()))?;
+            let changed = immediate_change(new.kind, &delete, payload.name.as_ref(), row, now)?;
+            if let Some(change) = &changed.1 {
+                user::Entity::update(change.clone()).exec(&tx.txn).await?;
+            }
+            users.push(changed.0);
+        }
+        let id = new_task_id();
+        task::Entity::insert(task::ActiveModel {
+            id: Set(id.clone()),
+            kind: Set(new.kind.as_str().to_owned()),
+            status: Set(TaskStatus::Pending.as_str().to_owned()),
+            request_id: Set(new.request_id.clone()),
+            payload: Set(
+                serde_json::to_value(&new.payload).map_err(|e| Error::Internal(e.to_string()))?
+            ),
+            total: Set(count(new.user_ids.len())),
+            done: Set(0),
+            error_type: Set(None),
+            error_description: Set(None),
+            cancel_requested: Set(false),
+            lease_owner: Set(None),
+            lease_expires_at: Set(None),
+            not_before: Set(None),
+            attempts: Set(0),
+            version: Set(1),
+            created_at: Set(now),
+            updated_at: Set(now),
+            started_at: Set(None),
+            finished_at: Set(None),
+        })
+        .exec_without_returning(&tx.txn)
+        .await?;
+        task_item::Entity::insert_many(new.user_ids.iter().enumerate().map(|(i, user_id)| {
+            task_item::ActiveModel {
+                task_id: Set(id.clone()),
+                position: Set(count(i)),
+                user_id: Set(user_id.clone()),
+                status: Set("pending".into()),
+                result: Set(None),
+                updated_at: Set(now),
+            }
+        }))
+        .exec_without_returning(&tx.txn)
+        .await?;
+        tx.commit().await?;
+        Ok((id, users))
+    }
+
+    /// Claims the oldest runnable task whose lease is free or expired: `FOR UPDATE SKIP LOCKED`
+    /// picks a candidate without waiting on other claimers, and the guarded update makes the claim
+    /// exclusive on both databases.
+    pub async fn claim_task(&self, owner: &str, lease_micros: i64) -> Result<Option<Claimed>> {
+        let now = now_micros();
+        let tx = self.write().await?;
+        let candidate = task::Entity::find()
+            .filter(T::Status.is_in(ACTIVE))
+            .filter(T::LeaseExpiresAt.is_null().or(T::LeaseExpiresAt.lt(now)))
+            .filter(T::NotBefore.is_null().or(T::NotBefore.lte(now)))
+            .order_by_asc(T::CreatedAt)
+            .limit(1)
+            .lock_with_behavior(
+                sea_orm::sea_query::LockType::Update,
+                sea_orm::sea_query::LockBehavior::SkipLocked,
+            )
+            .one(&tx.txn)
+            .await?;
+        let Some(row) = candidate else {
+            return Ok(None);
+        };
+        if row.cancel_requested {
+            finish(&tx.txn, &row.id, TaskStatus::Canceled, None, now).await?;
+            tx.commit().await?;
+            return Ok(None);
+        }
+        let claimed = task::Entity::update_many()
+            .col_expr(T::LeaseOwner, Expr::value(owner.to_owned()))
+            .col_expr(T::LeaseExpiresAt, Expr::value(now + lease_micros))
+            .col_expr(T::Status, Expr::value(TaskStatus::Running.as_str()))
+            .col_expr(T::StartedAt, Expr::value(row.started_at.unwrap_or(now)))
+            .col_expr(T::Attempts, Expr::col(T::Attempts).add(1))
+            .col_expr(T::Version, Expr::col(T::Version).add(1))
+            .col_expr(T::UpdatedAt, Expr::value(now))
+            .filter(T::Id.eq(row.id.clone()))
+            .filter(T::LeaseExpiresAt.is_null().or(T::LeaseExpiresAt.lt(now)))
+            .exec(&tx.txn)
+            .await?;
+        if claimed.rows_affected != 1 {
+            return Ok(None);
+        }
+        tx.commit().await?;
+        let kind = TaskKind::parse(&row.kind)
+            .ok_or_else(|| Error::Internal(format!("unknown task kind {}", row.kind)))?;
+        let payload = serde_json::from_value(row.payload)
+            .map_err(|e| Error::Internal(format!("task payload: {e}")))?;
+        Ok(Some(Claimed {
+            id: row.id,
+            kind,
+            payload,
+        }))
+    }
+
+    /// Extends the lease; false when it is no longer ours.
+    pub async fn renew_lease(&self, task_id: &str, owner: &str, lease_micros: i64) -> Result<bool> {
+        let result = task::Entity::update_many()
+            .col_expr(T::LeaseExpiresAt, Expr::value(now_micros() + lease_micros))
+            .filter(T::Id.eq(task_id.to_owned()))
+            .filter(T::LeaseOwner.eq(owner.to_owned()))
+            .filter(T::Status.is_in(ACTIVE))
+            .exec(self.conn())
+            .await?;
+        Ok(result.rows_affected == 1)
+    }
+
+    /// Gives the lease back (on shutdown), so the next process can take the task at once.
+    pub async fn release_lease(&self, task_id: &str, owner: &str) -> Result<()> {
+        task::Entity::update_many()
+            .col_expr(T::LeaseOwner, Expr::value(Option::<String>::None))
+            .col_expr(T::LeaseExpiresAt, Expr::value(Option::<i64>::None))
+            .filter(T::Id.eq(task_id.to_owned()))
+            .filter(T::LeaseOwner.eq(owner.to_owned()))
+            .exec(self.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// The items of a task still to do, in order.
+    pub async fn pending_items(&self, task_id: &str) -> Result<Vec<PendingItem>> {
+        let rows = task_item::Entity::find()
+            .filter(I::TaskId.eq(task_id.to_owned()))
+            .filter(I::Status.eq("pending"))
+            .order_by_asc(I::Position)
+            .all(self.conn())
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| PendingItem {
+                position: r.position,
+                user_id: r.user_id,
+            })
+            .collect())
+    }
+
+    /// Commits one item: roster's own effect on the user, the item's outcome and the task's
+    /// progress, in one transaction, and only while `owner` holds the lease.
+    pub async fn commit_item(
+        &self,
+        claimed: &Claimed,
+        owner: &str,
+        item: &PendingItem,
+        outcome: &ItemOutcome,
+    ) -> Result<ItemCommit> {
+        let now = now_micros();
+        let tx = self.write().await?;
+        let Some(row) = task::Entity::find_by_id(claimed.id.clone())
+            .lock_exclusive()
+            .one(&tx.txn)
+            .await?
+        else {
+            return Ok(ItemCommit::LeaseLost);
+        };
+        if row.lease_owner.as_deref() != Some(owner)
+            || TaskStatus::parse(&row.status).is_none_or(TaskStatus::is_terminal)
+        {
+            return Ok(ItemCommit::LeaseLost);
+        }
+        if row.cancel_requested {
+            finish(&tx.txn, &row.id, TaskStatus::Canceled, None, now).await?;
+            tx.commit().await?;
+            return Ok(ItemCommit::Canceled);
+        }
+        let marked = task_item::Entity::update_many()
+            .col_expr(I::Status, Expr::value(outcome_status(outcome)))
+            .col_expr(I::Result, Expr::value(outcome_json(outcome)))
+            .col_expr(I::UpdatedAt, Expr::value(now))
+            .filter(I::TaskId.eq(claimed.id.clone()))
+            .filter(I::Position.eq(item.position))
+            .filter(I::Status.eq("pending"))
+            .exec(&tx.txn)
+            .await?;
+        if marked.rows_affected != 1 {
+            // Already done by an earlier holder of the lease: never apply twice.
+            return Ok(ItemCommit::Done);
+        }
+        if matches!(outcome, ItemOutcome::Ok(_)) {
+            apply_own_effect(&tx, claimed, &item.user_id, now).await?;
+        }
+        task::Entity::update_many()
+            .col_expr(T::Done, Expr::col(T::Done).add(1))
+            .col_expr(T::Version, Expr::col(T::Version).add(1))
+            .col_expr(T::UpdatedAt, Expr::value(now))
+            .col_expr(T::Status, Expr::value(TaskStatus::Running.as_str()))
+            .filter(T::Id.eq(claimed.id.clone()))
+            .exec(&tx.txn)
+            .await?;
+        tx.commit().await?;
+        Ok(ItemCommit::Done)
+    }
+
+    /// Sets the terminal status once every item is done: `completed`, or `failed` when any item
+    /// ended in error.
+    pub async fn complete_task(&self, task_id: &str, owner: &str) -> Result<()> {
+        let now = now_micros();
+        let tx = self.write().await?;
+        let Some(row) = task::Entity::find_by_id(task_id.to_owned())
+            .lock_exclusive()
+            .one(&tx.txn)
+            .await?
+        else {
+            return Ok(());
+        };
+        if row.lease_owner.as_deref() != Some(owner) {
+            return Ok(());
+        }
+        let errors = task_item::Entity::find()
+            .filter(I::TaskId.eq(task_id.to_owned()))
+            .filter(I::Status.eq("error"))
+            .count(&tx.txn)
+            .await?;
+        let (status, error) = if errors == 0 {
+            (TaskStatus::Completed, None)
+        } else {
+            (
+                TaskStatus::Failed,
+                Some(TaskError {
+                    kind: "ITEMS_FAILED".into(),
+                    description: format!("{errors} of {} users failed; see result", row.total),
+                }),
+            )
+        };
+        finish(&tx.txn, task_id, status, error, now).await?;
+        tx.commit().await
+    }
+
+    /// A task with its per-user results.
+    pub async fn get_task(&self, task_id: &str) -> Result<Task> {
+        let row = task::Entity::find_by_id(task_id.to_owned())
+            .one(self.conn())
+            .await?
+            .ok_or_else(|| Error::TaskNotFound(task_id.to_owned()))?;
+        let items = task_item::Entity::find()
+            .filter(I::TaskId.eq(task_id.to_owned()))
+            .filter(I::Status.ne("pending"))
+            .order_by_asc(I::Position)
+            .all(self.conn())
+            .await?;
+        let mut result = Map::new();
+        for item in items {
+            result.insert(
+                item.user_id,
+                item.result
+                    .unwrap_or_else(|| json!({"status": item.status})),
+            );
+        }
+        to_task(row, result)
+    }
+
+    /// The task's change counter, for watchers (cheap: one row by primary key).
+    pub async fn task_version(&self, task_id: &str) -> Result<Option<(i64, TaskStatus)>> {
+        let row: Option<(i64, String)> = task::Entity::find_by_id(task_id.to_owned())
+            .select_only()
+            .column(T::Version)
+            .column(T::Status)
+            .into_tuple()
+            .one(self.conn())
+            .await?;
+        Ok(row.and_then(|(v, s)| TaskStatus::parse(&s).map(|s| (v, s))))
+    }
+
+    /// Newest first; `after` is the (created_at, id) of the last task of the previous page.
+    pub async fn list_tasks(
+        &self,
+        status: Option<TaskStatus>,
+        kind: Option<TaskKind>,
+        limit: u64,
+        after: Option<(Micros, String)>,
+    ) -> Result<Vec<Task>> {
+        let mut query = task::Entity::find();
+        if let Some(status) = status {
+            query = query.filter(T::Status.eq(status.as_str()));
+        }
+        if let Some(kind) = kind {
+            query = query.filter(T::Kind.eq(kind.as_str()));
+        }
+        if let Some((created_at, id)) = after {
+            query = query.filter(
+                T::CreatedAt
+                    .lt(created_at)
+                    .or(T::CreatedAt.eq(created_at).and(T::Id.lt(id))),
+            );
+        }
+        let rows = query
+            .order_by_desc(T::CreatedAt)
+            .order_by_desc(T::Id)
+            .limit(limit)
+            .all(self.conn())
+            .await?;
+        rows.into_iter().map(|r| to_task(r, Map::new())).collect()
+    }
+
+    /// Requests cancellation: a pending task is canceled at once, a running one between items.
+    pub async fn cancel_task(&self, task_id: &str) -> Result<()> {
+        let now = now_micros();
+        let tx = self.write().await?;
+        let row = task::Entity::find_by_id(task_id.to_owned())
+            .lock_exclusive()
+            .one(&tx.txn)
+            .await?
+            .ok_or_else(|| Error::TaskNotFound(task_id.to_owned()))?;
+        let status = TaskStatus::parse(&row.status).unwrap_or(TaskStatus::Failed);
+        if status.is_terminal() {
+            return Err(Error::TaskFinished(task_id.to_owned()));
+        }
+        let lease_free = row.lease_expires_at.is_none_or(|t| t < now);
+        if status == TaskStatus::Pending || lease_free {
+            finish(&tx.txn, task_id, TaskStatus::Canceled, None, now).await?;
+        } else {
+            task::Entity::update_many()
+                .col_expr(T::CancelRequested, Expr::value(true))
+                .col_expr(T::Version, Expr::col(T::Version).add(1))
+                .col_expr(T::UpdatedAt, Expr::value(now))
+                .filter(T::Id.eq(task_id.to_owned()))
+                .exec(&tx.txn)
+                .await?;
+        }
+        tx.commit().await
+    }
+
+    /// Deletes finished tasks (and their items) that finished before `before`.
+    pub async fn purge_tasks(&self, before: Micros) -> Result<u64> {
+        let tx = self.write().await?;
+        let old: Vec<String> = task::Entity::find()
+            .select_only()
+            .column(T::Id)
+            .filter(T::FinishedAt.lt(before))
+            .limit(1000)
+            .into_tuple()
+            .all(&tx.txn)
+            .await?;
+        if old.is_empty() {
+            return Ok(0);
+        }
+        task_item::Entity::delete_many()
+            .filter(I::TaskId.is_in(old.clone()))
+            .exec(&tx.txn)
+            .await?;
+        let deleted = task::Entity::delete_many()
+            .filter(T::Id.is_in(old))
+            .exec(&tx.txn)
+            .await?;
+        tx.commit().await?;
+        Ok(deleted.rows_affected)
+    }
+}
+
+/// The state change a lifecycle request makes at once, and the row update it needs (if any).
+fn immediate_change(
+    kind: TaskKind,
+    delete: &DeleteOptions,
+    rename: Option<&String>,
+    row: user::Model,
+    now: Micros,
+) -> Result<(User, Option<user::ActiveModel>)> {
+    let id = row.id.clone();
+    let mut update = user::ActiveModel {
+        id: sea_orm::ActiveValue::Unchanged(id.clone()),
+        ..Default::default()
+    };
+    let mut user_after = User::from(row.clone());
+    let changed = match kind {
+        TaskKind::DeactivateUsers | TaskKind::ReactivateUsers if row.deleted_at.is_some() => {
+            return Err(Error::UserDeleted(id));
+        }
+        TaskKind::DeactivateUsers => {
+            if row.deactivated_at.is_none() {
+                update.deactivated_at = Set(Some(now));
+                user_after.deactivated_at = Some(now);
+                true
+            } else {
+                false
+            }
+        }
+        TaskKind::ReactivateUsers => {
+            let mut changed = false;
+            if row.deactivated_at.is_some() {
+                update.deactivated_at = Set(None);
+                user_after.deactivated_at = None;
+                changed = true;
+            }
+            if let Some(name) = rename.filter(|n| row.name.as_deref() != Some(n.as_str())) {
+                update.name = Set(Some(name.clone()));
+                user_after.fields.name = Some(name.clone());
+                changed = true;
+            }
+            changed
+        }
+        TaskKind::DeleteUsers => {
+            let mut changed = false;
+            if row.deleted_at.is_none() {
+                update.deleted_at = Set(Some(now));
+                user_after.deleted_at = Some(now);
+                changed = true;
+            }
+            if delete.user != UserDeletion::Soft && row.pruned_at.is_none() {
+                // Pruned and hard-deleted users can never be restored, from this moment on.
+                update.pruned_at = Set(Some(now));
+                user_after.pruned_at = Some(now);
+                changed = true;
+            }
+            changed
+        }
+        TaskKind::RestoreUsers => {
+            if row.deleted_at.is_none() {
+                return Err(Error::UserNotDeleted(id));
+            }
+            if row.pruned_at.is_some() {
+                return Err(Error::UserPruned(id));
+            }
+            update.deleted_at = Set(None);
+            user_after.deleted_at = None;
+            true
+        }
+    };
+    if changed {
+        update.updated_at = Set(now);
+        user_after.updated_at = now;
+        Ok((user_after, Some(update)))
+    } else {
+        Ok((user_after, None))
+    }
+}
+
+/// What a task item does to roster's own data (the state change itself happened at enqueue).
+async fn apply_own_effect(
+    tx: &WriteTx,
+    claimed: &Claimed,
+    user_id: &str,
+    now: Micros,
+) -> Result<()> {
+    if claimed.kind != TaskKind::DeleteUsers {
+        return Ok(());
+    }
+    let TaskPayload::V1(payload) = &claimed.payload;
+    let mode = payload.delete.as_ref().map(|d| d.user).unwrap_or_default();
+    // Only a user still deleted is pruned or removed: a restore in between wins.
+    let still_deleted = U::Id.eq(user_id.to_owned()).and(U::DeletedAt.is_not_null());
+    match mode {
+        UserDeletion::Soft => {}
+        UserDeletion::Pruning => {
+            user::Entity::update_many()
+                .col_expr(U::Name, Expr::value(Option::<String>::None))
+                .col_expr(U::Image, Expr::value(Option::<String>::None))
+                .col_expr(U::Custom, Expr::value(json!({})))
+                .col_expr(U::Teams, Expr::value(json!([])))
+                .col_expr(U::TeamsRole, Expr::value(json!({})))
+                .col_expr(U::UpdatedAt, Expr::value(now))
+                .filter(still_deleted)
+                .exec(&tx.txn)
+                .await?;
+        }
+        UserDeletion::Hard => {
+            user::Entity::delete_many()
+                .filter(still_deleted)
+                .exec(&tx.txn)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+async fn finish(
+    txn: &DatabaseTransaction,
+    task_id: &str,
+    status: TaskStatus,
+    error: Option<TaskError>,
+    now: Micros,
+) -> Result<()> {
+    task::Entity::update_many()
+        .col_expr(T::Status, Expr::value(status.as_str()))
+        .col_expr(
+            T::ErrorType,
+            Expr::value(error.as_ref().map(|e| e.kind.clone())),
+        )
+        .col_expr(
+            T::ErrorDescription,
+            Expr::value(error.map(|e| e.description)),
+        )
+        .col_expr(T::LeaseOwner, Expr::value(Option::<String>::None))
+        .col_expr(T::LeaseExpiresAt, Expr::value(Option::<i64>::None))
+        .col_expr(T::FinishedAt, Expr::value(now))
+        .col_expr(T::UpdatedAt, Expr::value(now))
+        .col_expr(T::Version, Expr::col(T::Version).add(1))
+        .filter(T::Id.eq(task_id.to_owned()))
+        .exec(txn)
+        .await?;
+    Ok(())
+}
+
+fn outcome_status(outcome: &ItemOutcome) -> &'static str {
+    match outcome {
+        ItemOutcome::Pending => "pending",
+        ItemOutcome::Ok(_) => "ok",
+        ItemOutcome::Error(..) => "error",
+    }
+}
+
+fn outcome_json(outcome: &ItemOutcome) -> Value {
+    let mut out = Map::new();
+    match outcome {
+        ItemOutcome::Pending => {
+            out.insert("status".into(), json!("pending"));
+        }
+        ItemOutcome::Ok(extra) => {
+            out.insert("status".into(), json!("ok"));
+            out.extend(extra.clone());
+        }
+        ItemOutcome::Error(message, extra) => {
+            out.insert("status".into(), json!("error"));
+            out.insert("error".into(), json!(message));
+            out.extend(extra.clone());
+        }
+    }
+    Value::Object(out)
+}
+
+fn to_task(row: task::Model, result: Map<String, Value>) -> Result<Task> {
+    Ok(Task {
+        kind: TaskKind::parse(&row.kind)
+            .ok_or_else(|| Error::Internal(format!("unknown task kind {}", row.kind)))?,
+        status: TaskStatus::parse(&row.status)
+            .ok_or_else(|| Error::Internal(format!("unknown task status {}", row.status)))?,
+        id: row.id,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+        started_at: row.started_at,
+        finished_at: row.finished_at,
+        done: u32::try_from(row.done).unwrap_or_default(),
+        total: u32::try_from(row.total).unwrap_or_default(),
+        result,
+        error: row.error_type.map(|kind| TaskError {
+            kind,
+            description: row.error_description.unwrap_or_default(),
+        }),
+        version: row.version,
+    })
+}
+
+fn count(n: usize) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+/// A random task id (128 bits, hex).
+fn new_task_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}

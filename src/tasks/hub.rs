@@ -1,0 +1,65 @@
+//! In-process signals between the RPC handlers and the worker: "there is new work", "task X
+//! changed", "we are shutting down". Changes made by other replicas are seen by polling the task
+//! row (see `grpc::tasks`), so this hub only shortens the local path.
+use tokio::sync::{Notify, broadcast, watch};
+
+#[derive(Clone)]
+pub struct Hub {
+    inner: std::sync::Arc<Inner>,
+}
+
+struct Inner {
+    work: Notify,
+    changes: broadcast::Sender<String>,
+    shutdown_tx: watch::Sender<bool>,
+    shutdown_rx: watch::Receiver<bool>,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        let (changes, _) = broadcast::channel(1024);
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        Hub {
+            inner: std::sync::Arc::new(Inner {
+                work: Notify::new(),
+                changes,
+                shutdown_tx,
+                shutdown_rx,
+            }),
+        }
+    }
+}
+
+impl Hub {
+    /// A task was enqueued: wake an idle worker.
+    pub fn work_added(&self) {
+        self.inner.work.notify_one();
+    }
+
+    pub async fn wait_for_work(&self) {
+        self.inner.work.notified().await;
+    }
+
+    /// A task's status or progress changed.
+    pub fn task_changed(&self, task_id: &str) {
+        let _ = self.inner.changes.send(task_id.to_owned());
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<String> {
+        self.inner.changes.subscribe()
+    }
+
+    pub fn shut_down(&self) {
+        let _ = self.inner.shutdown_tx.send(true);
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        *self.inner.shutdown_rx.borrow()
+    }
+
+    /// Resolves once shutdown has begun.
+    pub async fn shutting_down(&self) {
+        let mut rx = self.inner.shutdown_rx.clone();
+        let _ = rx.wait_for(|down| *down).await;
+    }
+}
