@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
-"""Runs every `$ grpcurl ...` command shown in the README against a fresh roster and checks that
-the output matches what the README shows (timestamps and task ids normalized).
+"""Runs every `$ ` command shown in the README's ```console blocks against a fresh roster and
+checks that the output matches what the README shows.
 
 The README is the source of truth: a command block is a ```console fence whose lines starting
 with `$ ` are commands (a trailing backslash continues a command) and whose other lines are the
-expected output.
+expected output. Commands run in bash, in order; `NAME=$(...)` lines set a variable for the
+commands after them. Outputs are compared as JSON documents where they are JSON (so map order
+does not matter), with timestamps and task ids normalized. For a server stream (several
+documents) the README may show only the last ones.
 """
 import argparse
+import json
 import os
 import re
 import shlex
@@ -17,11 +21,39 @@ import tempfile
 import time
 
 TIMESTAMP = re.compile(r'"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z"')
+TASK_ID = re.compile(r'\b[0-9a-f]{32}\b')
+ASSIGNMENT = re.compile(r'^([A-Z_][A-Z0-9_]*)=\$\((.*)\)$', re.S)
 
 
 def normalize(text: str) -> str:
     text = TIMESTAMP.sub('"<timestamp>"', text)
+    text = TASK_ID.sub('<task-id>', text)
     return "\n".join(line.rstrip() for line in text.strip().splitlines())
+
+
+def documents(text: str):
+    """The JSON documents in `text`, or None when it is not a sequence of JSON documents."""
+    decoder = json.JSONDecoder()
+    docs, i = [], 0
+    text = text.strip()
+    while i < len(text):
+        try:
+            doc, end = decoder.raw_decode(text, i)
+        except ValueError:
+            return None
+        docs.append(doc)
+        i = end
+        while i < len(text) and text[i].isspace():
+            i += 1
+    return docs
+
+
+def matches(got: str, want: str) -> bool:
+    got, want = normalize(got), normalize(want)
+    got_docs, want_docs = documents(got), documents(want)
+    if got_docs and want_docs:
+        return len(want_docs) <= len(got_docs) and got_docs[-len(want_docs):] == want_docs
+    return got == want
 
 
 def blocks(readme: str):
@@ -67,7 +99,7 @@ def main() -> int:
     args = parser.parse_args()
     binary = os.path.abspath(args.binary)
     readme = open(args.readme, encoding="utf-8").read()
-    commands = [(c, e) for c, e in blocks(readme) if c.startswith("grpcurl")]
+    commands = list(blocks(readme))
     if not commands:
         print("no grpcurl commands found in the README", file=sys.stderr)
         return 1
@@ -92,16 +124,26 @@ def main() -> int:
                 print(open(os.path.join(workdir, "roster.log")).read(), file=sys.stderr)
                 return 1
             time.sleep(0.2)
+        variables = {}
         for command, expected in commands:
-            argv = shlex.split(command.replace("localhost:50051", f"127.0.0.1:{port}"))
-            result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
-            got = normalize(result.stdout + result.stderr)
-            want = normalize(expected)
-            status = "ok" if got == want else "MISMATCH"
-            print(f"[{status}] {command.splitlines()[0][:100]}")
-            if got != want:
+            command = command.replace("localhost:50051", f"127.0.0.1:{port}")
+            exports = "".join(f"{k}={shlex.quote(v)}; " for k, v in variables.items())
+            assignment = ASSIGNMENT.match(command)
+            script = exports + (assignment.group(2) if assignment else command)
+            result = subprocess.run(["bash", "-c", script], capture_output=True, text=True,
+                                    timeout=60)
+            if assignment:
+                variables[assignment.group(1)] = result.stdout.strip()
+                ok = result.returncode == 0 and bool(result.stdout.strip())
+                got = result.stdout + result.stderr
+            else:
+                got = result.stdout + result.stderr
+                ok = matches(got, expected)
+            print(f"[{'ok' if ok else 'MISMATCH'}] {command.splitlines()[0][:100]}")
+            if not ok:
                 failures += 1
-                print("--- README shows\n" + want + "\n--- roster answered\n" + got)
+                print("--- README shows\n" + normalize(expected) + "\n--- roster answered\n"
+                      + normalize(got))
     finally:
         server.terminate()
         try:

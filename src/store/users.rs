@@ -40,23 +40,17 @@ impl Store {
     /// Creates or replaces users, all or nothing. Caller fields are replaced; server fields kept.
     #[tracing::instrument(skip_all, err(level = "debug"), fields(count = batch.len()))]
     pub async fn upsert_users(&self, batch: Vec<UserFields>) -> Result<Vec<User>> {
-        let violations: Vec<FieldViolation> = batch
+        let mut violations: Vec<FieldViolation> = batch
             .iter()
             .flat_map(|f| f.violations(&format!("users[{}]", f.id)))
             .collect();
-        if !violations.is_empty() {
-            return Err(Error::InvalidArgument(violations));
-        }
         let tx = self.write().await?;
         let scopes = self
             .role_scopes(&tx.txn, batch.iter().flat_map(UserFields::role_names))
             .await?;
-        let violations: Vec<FieldViolation> = batch
-            .iter()
-            .flat_map(|f| {
-                f.role_violations(&format!("users[{}]", f.id), |r| scopes.get(r).copied())
-            })
-            .collect();
+        violations.extend(batch.iter().flat_map(|f| {
+            f.role_violations(&format!("users[{}]", f.id), |r| scopes.get(r).copied())
+        }));
         if !violations.is_empty() {
             return Err(Error::InvalidArgument(violations));
         }
