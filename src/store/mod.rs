@@ -67,8 +67,9 @@ impl Store {
         Ok(Store { db, sqlite_writer })
     }
 
-    /// Applies pending migrations. On PostgreSQL an advisory lock, held on one dedicated
-    /// connection, makes replicas that start together migrate once. Fails if the database has
+    /// Applies pending migrations, once even when several processes start together: on
+    /// PostgreSQL under an advisory lock held on one dedicated connection, on SQLite inside one
+    /// exclusive transaction (SQLite's DDL is transactional). Fails if the database has
     /// migrations this binary does not know (a newer schema).
     pub async fn migrate(url: &str) -> Result<(), DbErr> {
         let mut options = ConnectOptions::new(url.to_owned());
@@ -81,19 +82,40 @@ impl Store {
                     .busy_timeout(Duration::from_secs(30))
             });
         let db = Database::connect(options).await?;
-        let backend = db.get_database_backend();
-        let lock =
-            |sql: &str| Statement::from_sql_and_values(backend, sql, [MIGRATION_LOCK_KEY.into()]);
-        if backend == DatabaseBackend::Postgres {
-            db.execute_raw(lock("SELECT pg_advisory_lock($1)")).await?;
-        }
-        let outcome = Migrator::up(&db, None).await;
-        if backend == DatabaseBackend::Postgres {
-            db.execute_raw(lock("SELECT pg_advisory_unlock($1)"))
-                .await?;
-        }
+        let outcome = match db.get_database_backend() {
+            DatabaseBackend::Postgres => {
+                let lock = |sql: &str| {
+                    Statement::from_sql_and_values(
+                        DatabaseBackend::Postgres,
+                        sql,
+                        [MIGRATION_LOCK_KEY.into()],
+                    )
+                };
+                db.execute_raw(lock("SELECT pg_advisory_lock($1)")).await?;
+                let outcome = migrate_on(&db).await;
+                db.execute_raw(lock("SELECT pg_advisory_unlock($1)")).await?;
+                outcome
+            }
+            _ => {
+                let txn = db
+                    .begin_with_options(TransactionOptions {
+                        sqlite_transaction_mode: Some(SqliteTransactionMode::Exclusive),
+                        ..Default::default()
+                    })
+                    .await?;
+                match migrate_on(&txn).await {
+                    Ok(()) => txn.commit().await,
+                    Err(err) => Err(err),
+                }
+            }
+        };
         db.close().await?;
         outcome
+    }
+
+    /// The migration names this binary knows.
+    pub fn known_migrations() -> Vec<String> {
+        Migrator::migrations().iter().map(|m| m.name().to_owned()).collect()
     }
 
     pub fn backend(&self) -> DatabaseBackend {
@@ -127,4 +149,38 @@ impl Store {
         let txn = self.db.begin_with_options(options).await?;
         Ok(WriteTx { txn, _slot: slot })
     }
+}
+
+/// A binary must not run against a schema written by a newer roster: it would not know the
+/// columns and rules the newer schema carries.
+async fn migrate_on<C>(db: &C) -> Result<(), DbErr>
+where
+    C: ConnectionTrait,
+    for<'c> &'c C: sea_orm::IntoDatabaseExecutor<'c>,
+{
+    refuse_newer_schema(db).await?;
+    Migrator::up(db, None).await
+}
+
+async fn refuse_newer_schema(db: &impl ConnectionTrait) -> Result<(), DbErr> {
+    let backend = db.get_database_backend();
+    let applied = match db
+        .query_all_raw(Statement::from_string(backend, "SELECT version FROM seaql_migrations"))
+        .await
+    {
+        Ok(rows) => rows,
+        // No migration table yet: a fresh database.
+        Err(_) => return Ok(()),
+    };
+    let known = Store::known_migrations();
+    for row in applied {
+        let version: String = row.try_get("", "version")?;
+        if !known.contains(&version) {
+            return Err(DbErr::Custom(format!(
+                "the database schema is newer than this roster binary: it has migration \
+                 {version}, which this binary does not know; run a newer roster"
+            )));
+        }
+    }
+    Ok(())
 }

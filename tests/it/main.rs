@@ -11,3 +11,4 @@ mod serving;
 mod users_partial;
 mod users_query;
 mod users_upsert;
+mod migrations;
