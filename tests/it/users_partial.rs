@@ -306,3 +306,94 @@ async fn concurrent_partial_updates_of_different_keys_all_survive() {
     assert_eq!(custom["original"], json!(true));
     assert_eq!(u.name.as_deref(), Some("Hot"));
 }
+
+#[tokio::test]
+async fn rejects_empty_oversized_and_duplicate_batches() {
+    let srv = TestServer::start().await;
+    srv.upsert_ok([user("u1").with_name("One")]).await;
+    let before = srv.all_users().await;
+
+    let empty = expect_err(srv.update_partial([]).await);
+    let oversized = expect_err(
+        srv.update_partial((0..101).map(|i| partial(&format!("p{i:03}"), json!({"a": 1}), &[])))
+            .await,
+    );
+    let duplicate = expect_err(
+        srv.update_partial([
+            partial("u1", json!({"a": 1}), &[]),
+            partial("u1", json!({"b": 2}), &[]),
+        ])
+        .await,
+    );
+
+    assert_invalid(&empty, "users");
+    assert_invalid(&oversized, "users");
+    assert_invalid_user(&duplicate, 1, "u1", "");
+    assert_eq!(srv.all_users().await, before);
+}
+
+#[tokio::test]
+async fn set_values_must_fit_their_fields() {
+    let srv = TestServer::start().await;
+    srv.upsert_ok([user("u1").with_name("One").with_custom(json!({"k": 1}))])
+        .await;
+    let before = srv.get_ok("u1").await;
+    let cases = [
+        json!({"invisible": "yes"}),
+        json!({"name": 5}),
+        json!({"teams": "red"}),
+        json!({"language": "x".repeat(17)}),
+        json!({"privacy_settings": {"typing_indicators": {"enabled": "yes"}}}),
+        json!({"revoke_tokens_issued_before": "not a time"}),
+        json!({"push_notifications": {"disabled_until": 5}}),
+        json!({"a..b": 1}),
+        json!({"": 1}),
+        json!({"k.": 1}),
+    ];
+
+    let mut failures = Vec::new();
+    for set in cases {
+        match srv.update_partial([partial("u1", set.clone(), &[])]).await {
+            Err(status) if status.code() == Code::InvalidArgument => {}
+            other => failures.push(format!("{set}: {:?}", other.map(|_| "OK"))),
+        }
+    }
+
+    assert!(
+        failures.is_empty(),
+        "not INVALID_ARGUMENT:\n{}",
+        failures.join("\n")
+    );
+    assert_eq!(srv.get_ok("u1").await, before);
+}
+
+#[tokio::test]
+async fn timestamps_are_set_from_rfc_3339_strings() {
+    let srv = TestServer::start().await;
+    srv.upsert_ok([user("u1")]).await;
+    let new_year_2030 = prost_types::Timestamp {
+        seconds: 1_893_456_000,
+        nanos: 0,
+    };
+
+    let u = srv
+        .update_partial_ok(partial(
+            "u1",
+            json!({
+                "revoke_tokens_issued_before": "2030-01-01T00:00:00Z",
+                "push_notifications": {"disabled": true, "disabled_until": "2030-01-01T01:00:00+01:00"},
+            }),
+            &[],
+        ))
+        .await;
+
+    assert_eq!(u.revoke_tokens_issued_before, Some(new_year_2030));
+    let push = u.push_notifications.expect("push_notifications set");
+    assert!(push.disabled);
+    assert_eq!(push.disabled_until, Some(new_year_2030));
+    assert_eq!(custom_of(&u), json!({}));
+    assert_eq!(
+        srv.get_ok("u1").await.revoke_tokens_issued_before,
+        Some(new_year_2030)
+    );
+}
