@@ -2,24 +2,32 @@
 //! reflection serves.
 use std::{env, path::PathBuf};
 
+/// What roster serves (and reflection lists).
+const SERVED: [&str; 5] = [
+    "proto/roster/v1/user.proto",
+    "proto/roster/v1/user_service.proto",
+    "proto/roster/v1/role_service.proto",
+    "proto/roster/v1/task_service.proto",
+    "proto/roster/v1/event_service.proto",
+];
+
+/// What products serve and roster calls: generated, but not listed by roster's reflection.
+const PRODUCT: [&str; 1] = ["proto/roster/product/v1/product_hook.proto"];
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = [
-        "proto/roster/v1/user.proto",
-        "proto/roster/v1/user_service.proto",
-        "proto/roster/v1/role_service.proto",
-        "proto/roster/v1/task_service.proto",
-    ];
     println!("cargo:rerun-if-changed=proto");
-    let fds = protox::compile(protos, ["proto"])?;
     let out = PathBuf::from(env::var("OUT_DIR")?);
+    let served = protox::compile(SERVED, ["proto"])?;
     std::fs::write(
         out.join("roster_descriptor.bin"),
-        prost::Message::encode_to_vec(&fds),
+        prost::Message::encode_to_vec(&served),
     )?;
-    tonic_prost_build::configure()
-        .build_client(true)
-        .build_server(true)
-        .codec_path("crate::grpc::codec::RosterCodec")
-        .compile_fds(fds)?;
+    for fds in [served, protox::compile(PRODUCT, ["proto"])?] {
+        tonic_prost_build::configure()
+            .build_client(true)
+            .build_server(true)
+            .codec_path("crate::grpc::codec::RosterCodec")
+            .compile_fds(fds)?;
+    }
     Ok(())
 }

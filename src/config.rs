@@ -85,6 +85,26 @@ pub struct Config {
     /// Hours finished tasks are kept before they are purged.
     #[arg(long, env = "ROSTER_TASK_RETENTION_HOURS", default_value_t = 168)]
     pub task_retention_hours: u64,
+    /// Products to tell about lifecycle changes, as `name=endpoint` pairs, comma-separated
+    /// (`chat=http://chat:50051,video=http://video:50051`).
+    #[arg(long, env = "ROSTER_PRODUCTS", value_delimiter = ',')]
+    pub products: Vec<String>,
+    /// Deadline of one ProductHook call, in milliseconds.
+    #[arg(long, env = "ROSTER_PRODUCT_TIMEOUT_MS", default_value_t = 5000)]
+    pub product_timeout_ms: u64,
+    /// Retries of a failing product call before the user's item is recorded as an error.
+    #[arg(long, env = "ROSTER_PRODUCT_RETRIES", default_value_t = 5)]
+    pub product_retries: u32,
+    /// Wait before the first retry of a product, in milliseconds; doubled each retry (30 s cap).
+    #[arg(long, env = "ROSTER_PRODUCT_BACKOFF_MS", default_value_t = 200)]
+    pub product_backoff_ms: u64,
+    /// Hours change-feed events are kept.
+    #[arg(long, env = "ROSTER_EVENT_RETENTION_HOURS", default_value_t = 168)]
+    pub event_retention_hours: u64,
+    /// Migrate the database on start. Turn off when migrations run separately (the Helm chart's
+    /// migration Job); `serve` then waits until the schema is current.
+    #[arg(long, env = "ROSTER_MIGRATE_ON_START", default_value_t = true, action = clap::ArgAction::Set)]
+    pub migrate_on_start: bool,
     /// Test hook: milliseconds to pause before each task item.
     #[arg(
         long,
@@ -104,6 +124,12 @@ impl Config {
             heartbeat: lease / 3,
             retention: std::time::Duration::from_secs(self.task_retention_hours * 3600),
             item_delay: std::time::Duration::from_millis(self.task_item_delay_ms),
+            retry: crate::tasks::RetryPolicy {
+                retries: self.product_retries,
+                backoff: std::time::Duration::from_millis(self.product_backoff_ms),
+                max_backoff: std::time::Duration::from_secs(30),
+            },
+            event_retention: std::time::Duration::from_secs(self.event_retention_hours * 3600),
             ..Default::default()
         }
     }
@@ -121,6 +147,12 @@ impl Default for Config {
             task_lease_seconds: 30,
             task_retention_hours: 168,
             task_item_delay_ms: 0,
+            products: Vec::new(),
+            product_timeout_ms: 5000,
+            product_retries: 5,
+            product_backoff_ms: 200,
+            event_retention_hours: 168,
+            migrate_on_start: true,
         }
     }
 }

@@ -42,6 +42,8 @@ pub enum Error {
     LimitExceeded(String),
     #[error("task {0} not found")]
     TaskNotFound(String),
+    #[error("events up to {purged_through} were purged; cannot resume after {after}")]
+    EventsPurged { after: i64, purged_through: i64 },
     #[error("task {0} has already finished")]
     TaskFinished(String),
     /// The database cannot be reached right now; the caller may retry.

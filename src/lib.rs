@@ -9,10 +9,16 @@
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod feed;
 pub mod grpc;
 pub mod server;
 pub mod store;
 pub mod tasks;
+
+/// The product contract (`roster.product.v1`): roster is its client.
+pub mod product_pb {
+    tonic::include_proto!("roster.product.v1");
+}
 
 pub mod pb {
     tonic::include_proto!("roster.v1");

@@ -1,6 +1,6 @@
 //! Wiring: migrate, then serve every roster service plus health and reflection on one listener,
 //! until the shutdown signal; then drain within the grace period.
-use std::{future::Future, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -8,13 +8,15 @@ use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
 use crate::config::Config;
-use crate::grpc::{RoleApi, TaskApi, UserApi};
+use crate::grpc::product_client::ProductClients;
+use crate::grpc::{EventApi, RoleApi, TaskApi, UserApi};
 use crate::pb;
 use crate::store::Store;
-use crate::tasks::{Hub, spawn_workers};
+use crate::tasks::{Hub, NoProducts, Products, spawn_workers};
 
 /// Services whose health is reported by name, besides the overall "" entry.
-const SERVICE_NAMES: [&str; 3] = [
+const SERVICE_NAMES: [&str; 4] = [
+    "roster.v1.EventService",
     "roster.v1.UserService",
     "roster.v1.RoleService",
     "roster.v1.TaskService",
@@ -33,7 +35,7 @@ pub async fn run(
     let (health, health_service) = tonic_health::server::health_reporter();
     set_health(&health, ServingStatus::NotServing).await;
 
-    let migrated = migrate_with_retry(&config.database_url);
+    let migrated = prepare_schema(&config.database_url, config.migrate_on_start);
     tokio::pin!(shutdown);
     tokio::select! {
         result = migrated => result?,
@@ -41,7 +43,15 @@ pub async fn run(
     }
     let store = Store::connect(&config.database_url, config.database_max_connections).await?;
     let hub = Hub::default();
-    let mut workers = spawn_workers(store.clone(), config.worker(), hub.clone());
+    let products: Arc<dyn Products> = if config.products.is_empty() {
+        Arc::new(NoProducts)
+    } else {
+        Arc::new(ProductClients::new(
+            &config.products,
+            Duration::from_millis(config.product_timeout_ms),
+        )?)
+    };
+    let mut workers = spawn_workers(store.clone(), config.worker(), hub.clone(), products);
 
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
@@ -54,7 +64,10 @@ pub async fn run(
             UserApi::new(store.clone(), hub.clone()),
         ))
         .add_service(pb::role_service_server::RoleServiceServer::new(
-            RoleApi::new(store.clone()),
+            RoleApi::new(store.clone(), hub.clone()),
+        ))
+        .add_service(pb::event_service_server::EventServiceServer::new(
+            EventApi::new(store.clone(), hub.clone()),
         ))
         .add_service(pb::task_service_server::TaskServiceServer::new(
             TaskApi::new(store.clone(), hub.clone()),
@@ -112,12 +125,18 @@ async fn set_health(health: &tonic_health::server::HealthReporter, status: Servi
     }
 }
 
-/// Migrates, retrying while the database cannot be reached. Any other failure (such as a schema
-/// newer than this binary) is final.
-async fn migrate_with_retry(url: &str) -> anyhow::Result<()> {
+/// Migrates (or, when migrations run elsewhere, waits until the schema is current), retrying
+/// while the database cannot be reached. Any other failure (such as a schema newer than this
+/// binary) is final.
+async fn prepare_schema(url: &str, migrate: bool) -> anyhow::Result<()> {
     let mut delay = Duration::from_millis(200);
     loop {
-        match Store::migrate(url).await {
+        let attempt = if migrate {
+            Store::migrate(url).await
+        } else {
+            Store::check_schema(url).await
+        };
+        match attempt {
             Ok(()) => return Ok(()),
             Err(err @ (sea_orm::DbErr::Conn(_) | sea_orm::DbErr::ConnectionAcquire(_))) => {
                 tracing::warn!(error = %err, retry_in = ?delay, "database not reachable yet");

@@ -4,6 +4,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m0001_users_and_roles;
 mod m0002_tasks;
+mod m0003_events;
 
 pub struct Migrator;
 
@@ -13,6 +14,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m0001_users_and_roles::Migration),
             Box::new(m0002_tasks::Migration),
+            Box::new(m0003_events::Migration),
         ]
     }
 }

@@ -1,3 +1,4 @@
+pub mod event;
 pub mod filter;
 pub mod lifecycle;
 pub mod partial;

@@ -57,6 +57,13 @@ pub enum TaskKind {
     RestoreUsers,
 }
 
+impl LifecycleV1 {
+    /// Who asked, for the change feed.
+    pub fn actor(&self) -> super::event::Actor {
+        super::event::Actor::new(self.caller.clone(), self.created_by_id.clone())
+    }
+}
+
 impl TaskKind {
     pub const ALL: [TaskKind; 4] = [
         TaskKind::DeactivateUsers,
@@ -76,6 +83,17 @@ impl TaskKind {
 
     pub fn parse(text: &str) -> Option<TaskKind> {
         TaskKind::ALL.into_iter().find(|k| k.as_str() == text)
+    }
+
+    /// What the change feed records when a task of this kind changes a user's state.
+    pub fn feed_event(self) -> super::event::EventKind {
+        use super::event::EventKind;
+        match self {
+            TaskKind::DeactivateUsers => EventKind::UserDeactivated,
+            TaskKind::ReactivateUsers => EventKind::UserReactivated,
+            TaskKind::DeleteUsers => EventKind::UserDeleted,
+            TaskKind::RestoreUsers => EventKind::UserRestored,
+        }
     }
 
     /// The event products hear for each user of a task of this kind.
@@ -111,6 +129,9 @@ pub struct LifecycleV1 {
     pub delete: Option<DeleteOptions>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_by_id: Option<String>,
+    /// The authenticated calling service that asked, if any (the feed's actor).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller: Option<String>,
     /// ReactivateUser: a new name set together with the reactivation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,

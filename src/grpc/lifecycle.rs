@@ -34,49 +34,53 @@ fn task(
     })
 }
 
-pub fn deactivate_one(r: pb::DeactivateUserRequest) -> Result<NewTask> {
+pub fn deactivate_one(caller: Option<String>, r: pb::DeactivateUserRequest) -> Result<NewTask> {
     let payload = LifecycleV1 {
         mark_messages_deleted: r.mark_messages_deleted,
         created_by_id: r.created_by_id,
+        caller,
         ..Default::default()
     };
     task(TaskKind::DeactivateUsers, vec![r.user_id], payload, None).map_err(single_user)
 }
 
-pub fn deactivate_many(r: pb::DeactivateUsersRequest) -> Result<NewTask> {
+pub fn deactivate_many(caller: Option<String>, r: pb::DeactivateUsersRequest) -> Result<NewTask> {
     let payload = LifecycleV1 {
         mark_messages_deleted: r.mark_messages_deleted,
         mark_channels_deleted: r.mark_channels_deleted,
         created_by_id: r.created_by_id,
+        caller,
         ..Default::default()
     };
     task(TaskKind::DeactivateUsers, r.user_ids, payload, r.request_id)
 }
 
-pub fn reactivate_one(r: pb::ReactivateUserRequest) -> Result<NewTask> {
+pub fn reactivate_one(caller: Option<String>, r: pb::ReactivateUserRequest) -> Result<NewTask> {
     if r.name.as_deref().is_some_and(|n| n.contains('\0')) {
         return Err(Error::invalid("name", "must not contain NUL"));
     }
     let payload = LifecycleV1 {
         restore_messages: r.restore_messages,
         created_by_id: r.created_by_id,
+        caller,
         name: r.name,
         ..Default::default()
     };
     task(TaskKind::ReactivateUsers, vec![r.user_id], payload, None).map_err(single_user)
 }
 
-pub fn reactivate_many(r: pb::ReactivateUsersRequest) -> Result<NewTask> {
+pub fn reactivate_many(caller: Option<String>, r: pb::ReactivateUsersRequest) -> Result<NewTask> {
     let payload = LifecycleV1 {
         restore_messages: r.restore_messages,
         restore_channels: r.restore_channels,
         created_by_id: r.created_by_id,
+        caller,
         ..Default::default()
     };
     task(TaskKind::ReactivateUsers, r.user_ids, payload, r.request_id)
 }
 
-pub fn delete_many(r: pb::DeleteUsersRequest) -> Result<NewTask> {
+pub fn delete_many(caller: Option<String>, r: pb::DeleteUsersRequest) -> Result<NewTask> {
     let delete = DeleteOptionsInput {
         user: r.user,
         conversations: r.conversations,
@@ -90,14 +94,16 @@ pub fn delete_many(r: pb::DeleteUsersRequest) -> Result<NewTask> {
     let payload = LifecycleV1 {
         delete: Some(delete),
         created_by_id: r.created_by_id,
+        caller,
         ..Default::default()
     };
     task(TaskKind::DeleteUsers, r.user_ids, payload, r.request_id)
 }
 
-pub fn restore_many(r: pb::RestoreUsersRequest) -> Result<NewTask> {
+pub fn restore_many(caller: Option<String>, r: pb::RestoreUsersRequest) -> Result<NewTask> {
     let payload = LifecycleV1 {
         created_by_id: r.created_by_id,
+        caller,
         ..Default::default()
     };
     task(TaskKind::RestoreUsers, r.user_ids, payload, r.request_id)

@@ -1,16 +1,20 @@
 //! `roster.v1.RoleService`.
 use tonic::{Request, Response, Status};
 
+use super::caller;
+use crate::domain::event::Actor;
 use crate::pb::{self, role_service_server::RoleService};
 use crate::store::Store;
+use crate::tasks::Hub;
 
 pub struct RoleApi {
     store: Store,
+    hub: Hub,
 }
 
 impl RoleApi {
-    pub fn new(store: Store) -> Self {
-        RoleApi { store }
+    pub fn new(store: Store, hub: Hub) -> Self {
+        RoleApi { store, hub }
     }
 }
 
@@ -20,7 +24,12 @@ impl RoleService for RoleApi {
         &self,
         request: Request<pb::CreateRoleRequest>,
     ) -> Result<Response<pb::CreateRoleResponse>, Status> {
-        let role = self.store.create_role(&request.into_inner().name).await?;
+        let actor = Actor::new(caller(&request), None);
+        let role = self
+            .store
+            .create_role(&request.into_inner().name, &actor)
+            .await?;
+        self.hub.events_appended();
         Ok(Response::new(pb::CreateRoleResponse {
             role: Some(role.into()),
         }))
@@ -40,7 +49,11 @@ impl RoleService for RoleApi {
         &self,
         request: Request<pb::DeleteRoleRequest>,
     ) -> Result<Response<pb::DeleteRoleResponse>, Status> {
-        self.store.delete_role(&request.into_inner().name).await?;
+        let actor = Actor::new(caller(&request), None);
+        self.store
+            .delete_role(&request.into_inner().name, &actor)
+            .await?;
+        self.hub.events_appended();
         Ok(Response::new(pb::DeleteRoleResponse {}))
     }
 }

@@ -46,6 +46,12 @@ impl From<Error> for Status {
                 info(Code::ResourceExhausted, "LIMIT_EXCEEDED", "limit", what)
             }
             Error::TaskNotFound(id) => info(Code::NotFound, "TASK_NOT_FOUND", "task_id", id),
+            Error::EventsPurged { purged_through, .. } => info(
+                Code::OutOfRange,
+                "EVENTS_PURGED",
+                "purged_through",
+                purged_through.to_string(),
+            ),
             Error::TaskFinished(id) => {
                 info(Code::FailedPrecondition, "TASK_FINISHED", "task_id", id)
             }

@@ -3,7 +3,8 @@ use tonic::{Request, Response, Status};
 
 use super::MAX_BATCH;
 use super::convert::{struct_to_json, user_fields};
-use super::lifecycle;
+use super::{caller, lifecycle};
+use crate::domain::event::Actor;
 use crate::domain::partial::PartialUpdate;
 use crate::domain::query::parse_query;
 use crate::error::Error;
@@ -28,6 +29,7 @@ impl UserApi {
     ) -> Result<(String, Vec<crate::domain::user::User>), Status> {
         let (task_id, users) = self.store.enqueue_lifecycle(task?).await?;
         self.hub.work_added();
+        self.hub.events_appended();
         Ok((task_id, users))
     }
 }
@@ -56,6 +58,7 @@ impl UserService for UserApi {
         &self,
         request: Request<pb::UpdateUsersRequest>,
     ) -> Result<Response<pb::UpdateUsersResponse>, Status> {
+        let actor = Actor::new(caller(&request), None);
         let users = request.into_inner().users;
         batch_size(users.len())?;
         let mut batch = Vec::with_capacity(users.len());
@@ -72,7 +75,8 @@ impl UserService for UserApi {
         }
         // A deterministic order keeps lock acquisition and error reports stable.
         batch.sort_by(|a, b| a.id.cmp(&b.id));
-        let users = self.store.upsert_users(batch).await?;
+        let users = self.store.upsert_users(batch, &actor).await?;
+        self.hub.events_appended();
         Ok(Response::new(pb::UpdateUsersResponse {
             users: user_map(users),
         }))
@@ -82,6 +86,7 @@ impl UserService for UserApi {
         &self,
         request: Request<pb::UpdateUsersPartialRequest>,
     ) -> Result<Response<pb::UpdateUsersPartialResponse>, Status> {
+        let actor = Actor::new(caller(&request), None);
         let users = request.into_inner().users;
         batch_size(users.len())?;
         let mut updates = Vec::with_capacity(users.len());
@@ -97,7 +102,8 @@ impl UserService for UserApi {
                 unset: u.unset,
             });
         }
-        let users = self.store.update_users_partial(updates).await?;
+        let users = self.store.update_users_partial(updates, &actor).await?;
+        self.hub.events_appended();
         Ok(Response::new(pb::UpdateUsersPartialResponse {
             users: user_map(users),
         }))
@@ -150,7 +156,10 @@ impl UserService for UserApi {
         request: Request<pb::DeactivateUserRequest>,
     ) -> Result<Response<pb::DeactivateUserResponse>, Status> {
         let (task_id, users) = self
-            .enqueue(lifecycle::deactivate_one(request.into_inner()))
+            .enqueue(lifecycle::deactivate_one(
+                caller(&request),
+                request.into_inner(),
+            ))
             .await?;
         Ok(Response::new(pb::DeactivateUserResponse {
             user: users.into_iter().next().map(Into::into),
@@ -163,7 +172,10 @@ impl UserService for UserApi {
         request: Request<pb::DeactivateUsersRequest>,
     ) -> Result<Response<pb::DeactivateUsersResponse>, Status> {
         let (task_id, _) = self
-            .enqueue(lifecycle::deactivate_many(request.into_inner()))
+            .enqueue(lifecycle::deactivate_many(
+                caller(&request),
+                request.into_inner(),
+            ))
             .await?;
         Ok(Response::new(pb::DeactivateUsersResponse { task_id }))
     }
@@ -173,7 +185,10 @@ impl UserService for UserApi {
         request: Request<pb::ReactivateUserRequest>,
     ) -> Result<Response<pb::ReactivateUserResponse>, Status> {
         let (task_id, users) = self
-            .enqueue(lifecycle::reactivate_one(request.into_inner()))
+            .enqueue(lifecycle::reactivate_one(
+                caller(&request),
+                request.into_inner(),
+            ))
             .await?;
         Ok(Response::new(pb::ReactivateUserResponse {
             user: users.into_iter().next().map(Into::into),
@@ -186,7 +201,10 @@ impl UserService for UserApi {
         request: Request<pb::ReactivateUsersRequest>,
     ) -> Result<Response<pb::ReactivateUsersResponse>, Status> {
         let (task_id, _) = self
-            .enqueue(lifecycle::reactivate_many(request.into_inner()))
+            .enqueue(lifecycle::reactivate_many(
+                caller(&request),
+                request.into_inner(),
+            ))
             .await?;
         Ok(Response::new(pb::ReactivateUsersResponse { task_id }))
     }
@@ -196,7 +214,10 @@ impl UserService for UserApi {
         request: Request<pb::DeleteUsersRequest>,
     ) -> Result<Response<pb::DeleteUsersResponse>, Status> {
         let (task_id, _) = self
-            .enqueue(lifecycle::delete_many(request.into_inner()))
+            .enqueue(lifecycle::delete_many(
+                caller(&request),
+                request.into_inner(),
+            ))
             .await?;
         Ok(Response::new(pb::DeleteUsersResponse { task_id }))
     }
@@ -206,7 +227,10 @@ impl UserService for UserApi {
         request: Request<pb::RestoreUsersRequest>,
     ) -> Result<Response<pb::RestoreUsersResponse>, Status> {
         let (task_id, _) = self
-            .enqueue(lifecycle::restore_many(request.into_inner()))
+            .enqueue(lifecycle::restore_many(
+                caller(&request),
+                request.into_inner(),
+            ))
             .await?;
         Ok(Response::new(pb::RestoreUsersResponse { task_id }))
     }

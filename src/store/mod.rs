@@ -1,11 +1,13 @@
 //! The data layer: the only module that speaks SQL (through SeaORM). It exposes functions on
 //! domain types; every write is one transaction.
 pub mod entities;
+pub(crate) mod events;
 pub mod query_sql;
 mod roles;
 mod tasks;
 mod users;
 
+pub use events::EventPage;
 pub use tasks::{Claimed, ItemCommit, NewTask, PendingItem};
 pub use users::UserPage;
 
@@ -93,7 +95,8 @@ impl Store {
                 };
                 db.execute_raw(lock("SELECT pg_advisory_lock($1)")).await?;
                 let outcome = migrate_on(&db).await;
-                db.execute_raw(lock("SELECT pg_advisory_unlock($1)")).await?;
+                db.execute_raw(lock("SELECT pg_advisory_unlock($1)"))
+                    .await?;
                 outcome
             }
             _ => {
@@ -113,9 +116,37 @@ impl Store {
         outcome
     }
 
+    /// Succeeds when every migration this binary knows is applied (and none it does not know);
+    /// a schema still behind is reported as a connection-level error so that callers retry.
+    pub async fn check_schema(url: &str) -> Result<(), DbErr> {
+        let mut options = ConnectOptions::new(url.to_owned());
+        options
+            .max_connections(1)
+            .min_connections(1)
+            .sqlx_logging(false);
+        let db = Database::connect(options).await?;
+        refuse_newer_schema(&db).await?;
+        let pending = Migrator::get_pending_migrations(&db).await;
+        db.close().await?;
+        match pending {
+            Ok(pending) if pending.is_empty() => Ok(()),
+            Ok(pending) => Err(DbErr::Conn(sea_orm::RuntimeErr::Internal(format!(
+                "waiting for {} migration(s) to be applied by `roster migrate`",
+                pending.len()
+            )))),
+            // No migration table yet: nothing applied so far.
+            Err(_) => Err(DbErr::Conn(sea_orm::RuntimeErr::Internal(
+                "waiting for `roster migrate` to create the schema".into(),
+            ))),
+        }
+    }
+
     /// The migration names this binary knows.
     pub fn known_migrations() -> Vec<String> {
-        Migrator::migrations().iter().map(|m| m.name().to_owned()).collect()
+        Migrator::migrations()
+            .iter()
+            .map(|m| m.name().to_owned())
+            .collect()
     }
 
     pub fn backend(&self) -> DatabaseBackend {
@@ -165,7 +196,10 @@ where
 async fn refuse_newer_schema(db: &impl ConnectionTrait) -> Result<(), DbErr> {
     let backend = db.get_database_backend();
     let applied = match db
-        .query_all_raw(Statement::from_string(backend, "SELECT version FROM seaql_migrations"))
+        .query_all_raw(Statement::from_string(
+            backend,
+            "SELECT version FROM seaql_migrations",
+        ))
         .await
     {
         Ok(rows) => rows,

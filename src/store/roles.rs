@@ -8,6 +8,8 @@ use sea_orm::{
 
 use super::Store;
 use super::entities::role::{self, Column};
+use super::events::{self, NewEvent};
+use crate::domain::event::{Actor, EventKind};
 use crate::domain::role::{MAX_CUSTOM_ROLES, Role, name_problem};
 use crate::domain::time::now_micros;
 use crate::domain::user::RoleScope;
@@ -74,7 +76,7 @@ impl Store {
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
-    pub async fn create_role(&self, name: &str) -> Result<Role> {
+    pub async fn create_role(&self, name: &str, actor: &Actor) -> Result<Role> {
         if let Some(problem) = name_problem(name) {
             return Err(Error::invalid("name", problem));
         }
@@ -104,6 +106,12 @@ impl Store {
         let inserted = role::Entity::insert(model)
             .exec_with_returning(&tx.txn)
             .await?;
+        events::append(
+            &tx.txn,
+            actor,
+            vec![NewEvent::role(EventKind::RoleCreated, name)],
+        )
+        .await?;
         tx.commit().await?;
         Ok(inserted.into())
     }
@@ -119,7 +127,7 @@ impl Store {
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
-    pub async fn delete_role(&self, name: &str) -> Result<()> {
+    pub async fn delete_role(&self, name: &str, actor: &Actor) -> Result<()> {
         let tx = self.write().await?;
         self.lock_roles(&tx.txn).await?;
         let role = role::Entity::find_by_id(name.to_owned())
@@ -153,6 +161,12 @@ impl Store {
         role::Entity::delete_by_id(name.to_owned())
             .exec(&tx.txn)
             .await?;
+        events::append(
+            &tx.txn,
+            actor,
+            vec![NewEvent::role(EventKind::RoleDeleted, name)],
+        )
+        .await?;
         tx.commit().await
     }
 }

@@ -11,7 +11,9 @@ use serde_json::{Map, Value, json};
 use super::entities::task::{self, Column as T};
 use super::entities::task_item::{self, Column as I};
 use super::entities::user::{self, Column as U};
+use super::events::{self, NewEvent};
 use super::{Store, WriteTx};
+use crate::domain::event::EventKind;
 use crate::domain::lifecycle::{DeleteOptions, UserDeletion};
 use crate::domain::task::{ItemOutcome, Task, TaskError, TaskKind, TaskPayload, TaskStatus};
 use crate::domain::time::now_micros;
@@ -81,11 +83,15 @@ impl Store {
         let TaskPayload::V1(payload) = &new.payload;
         let delete = payload.delete.clone().unwrap_or_default();
         let mut users = Vec::with_capacity(new.user_ids.len());
+        let mut events = Vec::new();
         for id in &new.user_ids {
             let row = by_id
                 .remove(id)
                 .ok_or_else(|| Error::UserNotFound(id.clone()))?;
             let changed = immediate_change(new.kind, &delete, payload.name.as_ref(), row, now)?;
+            if changed.1.is_some() {
+                events.push(NewEvent::user(new.kind.feed_event(), &changed.0));
+            }
             if let Some(change) = &changed.1 {
                 user::Entity::update(change.clone()).exec(&tx.txn).await?;
             }
@@ -129,6 +135,7 @@ impl Store {
         }))
         .exec_without_returning(&tx.txn)
         .await?;
+        events::append(&tx.txn, &payload.actor(), events).await?;
         tx.commit().await?;
         Ok((id, users))
     }
@@ -193,6 +200,31 @@ impl Store {
             .filter(T::Id.eq(task_id.to_owned()))
             .filter(T::LeaseOwner.eq(owner.to_owned()))
             .filter(T::Status.is_in(ACTIVE))
+            .exec(self.conn())
+            .await?;
+        Ok(result.rows_affected == 1)
+    }
+
+    /// Marks a task `waiting` (backing off before retrying a product) or `running` again; false
+    /// when the lease is no longer ours.
+    pub async fn set_task_waiting(
+        &self,
+        task_id: &str,
+        owner: &str,
+        waiting: bool,
+    ) -> Result<bool> {
+        let status = if waiting {
+            TaskStatus::Waiting
+        } else {
+            TaskStatus::Running
+        };
+        let result = task::Entity::update_many()
+            .col_expr(T::Status, Expr::value(status.as_str()))
+            .col_expr(T::Version, Expr::col(T::Version).add(1))
+            .col_expr(T::UpdatedAt, Expr::value(now_micros()))
+            .filter(T::Id.eq(task_id.to_owned()))
+            .filter(T::LeaseOwner.eq(owner.to_owned()))
+            .filter(T::Status.is_in([TaskStatus::Running.as_str(), TaskStatus::Waiting.as_str()]))
             .exec(self.conn())
             .await?;
         Ok(result.rows_affected == 1)
@@ -268,8 +300,11 @@ impl Store {
             // Already done by an earlier holder of the lease: never apply twice.
             return Ok(ItemCommit::Done);
         }
-        if matches!(outcome, ItemOutcome::Ok(_)) {
-            apply_own_effect(&tx, claimed, &item.user_id, now).await?;
+        // roster's own effect applies whatever the products answered: a product that failed is
+        // named in the item's error, and the user stays as the request said.
+        if let Some(event) = apply_own_effect(&tx, claimed, &item.user_id, now).await? {
+            let TaskPayload::V1(payload) = &claimed.payload;
+            events::append(&tx.txn, &payload.actor(), vec![event]).await?;
         }
         task::Entity::update_many()
             .col_expr(T::Done, Expr::col(T::Done).add(1))
@@ -516,24 +551,25 @@ fn immediate_change(
     }
 }
 
-/// What a task item does to roster's own data (the state change itself happened at enqueue).
+/// What a task item does to roster's own data (the state change itself happened at enqueue),
+/// and the feed event it makes, if it changed anything.
 async fn apply_own_effect(
     tx: &WriteTx,
     claimed: &Claimed,
     user_id: &str,
     now: Micros,
-) -> Result<()> {
+) -> Result<Option<NewEvent>> {
     if claimed.kind != TaskKind::DeleteUsers {
-        return Ok(());
+        return Ok(None);
     }
     let TaskPayload::V1(payload) = &claimed.payload;
     let mode = payload.delete.as_ref().map(|d| d.user).unwrap_or_default();
     // Only a user still deleted is pruned or removed: a restore in between wins.
     let still_deleted = U::Id.eq(user_id.to_owned()).and(U::DeletedAt.is_not_null());
     match mode {
-        UserDeletion::Soft => {}
+        UserDeletion::Soft => Ok(None),
         UserDeletion::Pruning => {
-            user::Entity::update_many()
+            let pruned = user::Entity::update_many()
                 .col_expr(U::Name, Expr::value(Option::<String>::None))
                 .col_expr(U::Image, Expr::value(Option::<String>::None))
                 .col_expr(U::Custom, Expr::value(json!({})))
@@ -543,15 +579,23 @@ async fn apply_own_effect(
                 .filter(still_deleted)
                 .exec(&tx.txn)
                 .await?;
+            if pruned.rows_affected == 0 {
+                return Ok(None);
+            }
+            let row = user::Entity::find_by_id(user_id.to_owned())
+                .one(&tx.txn)
+                .await?;
+            Ok(row.map(|row| NewEvent::user(EventKind::UserPruned, &User::from(row))))
         }
         UserDeletion::Hard => {
-            user::Entity::delete_many()
+            let removed = user::Entity::delete_many()
                 .filter(still_deleted)
                 .exec(&tx.txn)
                 .await?;
+            Ok((removed.rows_affected > 0)
+                .then(|| NewEvent::gone(EventKind::UserHardDeleted, user_id)))
         }
     }
-    Ok(())
 }
 
 async fn finish(

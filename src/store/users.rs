@@ -8,6 +8,8 @@ use sea_orm::{
 
 use super::Store;
 use super::entities::user::{self, Column};
+use super::events::{self, NewEvent};
+use crate::domain::event::{Actor, EventKind};
 use crate::domain::partial::{PartialUpdate, Settable};
 use crate::domain::query::{UserQuery, next_page_token};
 use crate::domain::time::now_micros;
@@ -39,7 +41,7 @@ pub struct UserPage {
 impl Store {
     /// Creates or replaces users, all or nothing. Caller fields are replaced; server fields kept.
     #[tracing::instrument(skip_all, err(level = "debug"), fields(count = batch.len()))]
-    pub async fn upsert_users(&self, batch: Vec<UserFields>) -> Result<Vec<User>> {
+    pub async fn upsert_users(&self, batch: Vec<UserFields>, actor: &Actor) -> Result<Vec<User>> {
         let mut violations: Vec<FieldViolation> = batch
             .iter()
             .flat_map(|f| f.violations(&format!("users[{}]", f.id)))
@@ -59,15 +61,23 @@ impl Store {
             return Err(Error::UserDeleted(deleted.id.clone()));
         }
         let now = now_micros();
+        let mut events = Vec::with_capacity(batch.len());
         let users: Vec<User> = batch
             .into_iter()
             .map(|fields| match existing.remove(&fields.id) {
-                Some(row) => User {
-                    fields,
-                    updated_at: now,
-                    ..User::from(row)
-                },
-                None => User::new(fields, now),
+                Some(row) => (
+                    EventKind::UserUpdated,
+                    User {
+                        fields,
+                        updated_at: now,
+                        ..User::from(row)
+                    },
+                ),
+                None => (EventKind::UserCreated, User::new(fields, now)),
+            })
+            .map(|(kind, user)| {
+                events.push(NewEvent::user(kind, &user));
+                user
             })
             .collect();
         user::Entity::insert_many(users.iter().map(|u| active(user::Model::from(u))))
@@ -78,6 +88,7 @@ impl Store {
             )
             .exec_without_returning(&tx.txn)
             .await?;
+        events::append(&tx.txn, actor, events).await?;
         tx.commit().await?;
         Ok(users)
     }
@@ -85,7 +96,11 @@ impl Store {
     /// Applies partial updates, all or nothing; each user is locked while it is read, merged and
     /// written, so concurrent updates of different keys all survive.
     #[tracing::instrument(skip_all, err(level = "debug"), fields(count = updates.len()))]
-    pub async fn update_users_partial(&self, updates: Vec<PartialUpdate>) -> Result<Vec<User>> {
+    pub async fn update_users_partial(
+        &self,
+        updates: Vec<PartialUpdate>,
+        actor: &Actor,
+    ) -> Result<Vec<User>> {
         let mut seen = HashSet::new();
         for (i, update) in updates.iter().enumerate() {
             if !seen.insert(update.id.as_str()) {
@@ -152,6 +167,11 @@ impl Store {
             model.pruned_at = ActiveValue::NotSet;
             user::Entity::update(model).exec(&tx.txn).await?;
         }
+        let events = users
+            .iter()
+            .map(|u| NewEvent::user(EventKind::UserUpdated, u))
+            .collect();
+        events::append(&tx.txn, actor, events).await?;
         tx.commit().await?;
         Ok(users)
     }

@@ -11,6 +11,7 @@ pub struct Hub {
 struct Inner {
     work: Notify,
     changes: broadcast::Sender<String>,
+    events: watch::Sender<u64>,
     shutdown_tx: watch::Sender<bool>,
     shutdown_rx: watch::Receiver<bool>,
 }
@@ -19,10 +20,12 @@ impl Default for Hub {
     fn default() -> Self {
         let (changes, _) = broadcast::channel(1024);
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let (events, _) = watch::channel(0);
         Hub {
             inner: std::sync::Arc::new(Inner {
                 work: Notify::new(),
                 changes,
+                events,
                 shutdown_tx,
                 shutdown_rx,
             }),
@@ -47,6 +50,16 @@ impl Hub {
 
     pub fn subscribe(&self) -> broadcast::Receiver<String> {
         self.inner.changes.subscribe()
+    }
+
+    /// This process committed change-feed events: wake its followers.
+    pub fn events_appended(&self) {
+        self.inner.events.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Changes whenever this process commits change-feed events.
+    pub fn events_watch(&self) -> watch::Receiver<u64> {
+        self.inner.events.subscribe()
     }
 
     pub fn shut_down(&self) {

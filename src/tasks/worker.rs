@@ -7,9 +7,12 @@ use serde_json::Map;
 use tokio::task::JoinSet;
 
 use super::Hub;
-use crate::domain::task::ItemOutcome;
+use super::products::{ProductCall, Products, RetryPolicy};
+use std::collections::BTreeMap;
+
+use crate::domain::task::{ItemOutcome, TaskPayload};
 use crate::domain::time::now_micros;
-use crate::store::{Claimed, ItemCommit, Store};
+use crate::store::{Claimed, ItemCommit, PendingItem, Store};
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -25,6 +28,10 @@ pub struct WorkerConfig {
     pub retention: Duration,
     /// Test hook: a pause before each item, so that tests can crash a process mid-task.
     pub item_delay: Duration,
+    /// How hard to try a failing product.
+    pub retry: RetryPolicy,
+    /// Change-feed events are purged after this long.
+    pub event_retention: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -36,29 +43,53 @@ impl Default for WorkerConfig {
             poll: Duration::from_millis(500),
             retention: Duration::from_secs(7 * 24 * 3600),
             item_delay: Duration::ZERO,
+            retry: RetryPolicy::default(),
+            event_retention: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
 
+/// What every worker loop of this process shares.
+#[derive(Clone)]
+struct Worker {
+    store: Store,
+    config: WorkerConfig,
+    hub: Hub,
+    products: Arc<dyn Products>,
+}
+
 /// Starts the worker loops and the purge loop; they stop when the hub shuts down.
-pub fn spawn_workers(store: Store, config: WorkerConfig, hub: Hub) -> JoinSet<()> {
+pub fn spawn_workers(
+    store: Store,
+    config: WorkerConfig,
+    hub: Hub,
+    products: Arc<dyn Products>,
+) -> JoinSet<()> {
     let mut set = JoinSet::new();
     let owner = format!("worker-{}", uuid::Uuid::new_v4().simple());
+    let worker = Worker {
+        store: store.clone(),
+        config: config.clone(),
+        hub: hub.clone(),
+        products,
+    };
     for slot in 0..config.concurrency.max(1) {
-        let owner = format!("{owner}-{slot}");
-        set.spawn(work_loop(store.clone(), config.clone(), hub.clone(), owner));
+        set.spawn(work_loop(worker.clone(), format!("{owner}-{slot}")));
     }
     set.spawn(purge_loop(store, config, hub));
     set
 }
 
-async fn work_loop(store: Store, config: WorkerConfig, hub: Hub, owner: String) {
+async fn work_loop(worker: Worker, owner: String) {
+    let Worker {
+        store, config, hub, ..
+    } = &worker;
     let lease = micros(config.lease);
     while !hub.is_shutting_down() {
         match store.claim_task(&owner, lease).await {
             Ok(Some(claimed)) => {
                 hub.task_changed(&claimed.id);
-                run_task(&store, &config, &hub, &owner, claimed).await;
+                run_task(&worker, &owner, claimed).await;
             }
             Ok(None) => {
                 tokio::select! {
@@ -79,7 +110,10 @@ async fn work_loop(store: Store, config: WorkerConfig, hub: Hub, owner: String) 
 }
 
 #[tracing::instrument(skip_all, fields(task_id = %claimed.id, kind = claimed.kind.as_str()))]
-async fn run_task(store: &Store, config: &WorkerConfig, hub: &Hub, owner: &str, claimed: Claimed) {
+async fn run_task(worker: &Worker, owner: &str, claimed: Claimed) {
+    let Worker {
+        store, config, hub, ..
+    } = worker;
     let lost = Arc::new(AtomicBool::new(false));
     let heartbeat = tokio::spawn(heartbeat(
         store.clone(),
@@ -88,7 +122,7 @@ async fn run_task(store: &Store, config: &WorkerConfig, hub: &Hub, owner: &str, 
         claimed.id.clone(),
         lost.clone(),
     ));
-    let outcome = run_items(store, config, hub, owner, &claimed, &lost).await;
+    let outcome = run_items(worker, owner, &claimed, &lost).await;
     heartbeat.abort();
     match outcome {
         Ok(Finish::AllDone) => {
@@ -117,13 +151,14 @@ enum Finish {
 }
 
 async fn run_items(
-    store: &Store,
-    config: &WorkerConfig,
-    hub: &Hub,
+    worker: &Worker,
     owner: &str,
     claimed: &Claimed,
     lost: &AtomicBool,
 ) -> crate::error::Result<Finish> {
+    let Worker {
+        store, config, hub, ..
+    } = worker;
     for item in store.pending_items(&claimed.id).await? {
         if hub.is_shutting_down() {
             return Ok(Finish::ShuttingDown);
@@ -134,14 +169,118 @@ async fn run_items(
         if !config.item_delay.is_zero() {
             tokio::time::sleep(config.item_delay).await;
         }
-        // Products are told here (a later step); roster's own effect commits with the item.
-        let outcome = ItemOutcome::Ok(Map::new());
+        // Products first (a crash here repeats the calls, with the same idempotency key); then
+        // roster's own effect commits together with the item's outcome.
+        let outcome = match tell_products(worker, owner, claimed, &item).await? {
+            Told::Outcome(outcome) => outcome,
+            Told::ShuttingDown => return Ok(Finish::ShuttingDown),
+            Told::LeaseLost => return Ok(Finish::Stopped),
+        };
         match store.commit_item(claimed, owner, &item, &outcome).await? {
-            ItemCommit::Done => hub.task_changed(&claimed.id),
+            ItemCommit::Done => {
+                hub.task_changed(&claimed.id);
+                hub.events_appended();
+            }
             ItemCommit::LeaseLost | ItemCommit::Canceled => return Ok(Finish::Stopped),
         }
     }
     Ok(Finish::AllDone)
+}
+
+enum Told {
+    Outcome(ItemOutcome),
+    ShuttingDown,
+    LeaseLost,
+}
+
+/// Calls every product for one item, retrying the ones that fail with exponential backoff (the
+/// task shows `waiting` meanwhile) until they all succeed or the retry budget is spent.
+async fn tell_products(
+    worker: &Worker,
+    owner: &str,
+    claimed: &Claimed,
+    item: &PendingItem,
+) -> crate::error::Result<Told> {
+    let Worker {
+        store,
+        config,
+        hub,
+        products,
+    } = worker;
+    let names = products.names();
+    if names.is_empty() {
+        return Ok(Told::Outcome(ItemOutcome::Ok(Map::new())));
+    }
+    let TaskPayload::V1(options) = &claimed.payload;
+    let call = ProductCall::new(&claimed.id, &item.user_id, claimed.kind.event(), options);
+    let mut outcomes: BTreeMap<String, Result<(), String>> = names
+        .into_iter()
+        .map(|n| (n, Err("not called".to_owned())))
+        .collect();
+    let mut attempt = 0;
+    loop {
+        let mut calls = JoinSet::new();
+        for name in outcomes
+            .iter()
+            .filter(|(_, r)| r.is_err())
+            .map(|(n, _)| n.clone())
+        {
+            let (products, call) = (products.clone(), call.clone());
+            calls.spawn(async move {
+                let result = products.call(&name, &call).await;
+                (name, result)
+            });
+        }
+        while let Some(joined) = calls.join_next().await {
+            if let Ok((name, result)) = joined {
+                if let Err(why) = &result {
+                    tracing::warn!(product = %name, user_id = %item.user_id, attempt, error = %why, "product call failed");
+                }
+                outcomes.insert(name, result);
+            }
+        }
+        if outcomes.values().all(Result::is_ok) || attempt >= config.retry.retries {
+            break;
+        }
+        attempt += 1;
+        if !store.set_task_waiting(&claimed.id, owner, true).await? {
+            return Ok(Told::LeaseLost);
+        }
+        hub.task_changed(&claimed.id);
+        tokio::select! {
+            () = tokio::time::sleep(config.retry.delay(attempt)) => {}
+            () = hub.shutting_down() => return Ok(Told::ShuttingDown),
+        }
+        if !store.set_task_waiting(&claimed.id, owner, false).await? {
+            return Ok(Told::LeaseLost);
+        }
+        hub.task_changed(&claimed.id);
+    }
+    let report: Map<String, serde_json::Value> = outcomes
+        .iter()
+        .map(|(name, r)| {
+            let text = match r {
+                Ok(()) => "ok".to_owned(),
+                Err(why) => format!("error: {why}"),
+            };
+            (name.clone(), serde_json::Value::String(text))
+        })
+        .collect();
+    let failed: Vec<String> = outcomes
+        .iter()
+        .filter_map(|(name, r)| {
+            r.as_ref()
+                .err()
+                .map(|why| format!("product {name} failed: {why}"))
+        })
+        .collect();
+    let mut extra = Map::new();
+    extra.insert("products".into(), serde_json::Value::Object(report));
+    Ok(Told::Outcome(if failed.is_empty() {
+        ItemOutcome::Ok(extra)
+    } else {
+        ItemOutcome::Error(failed.join("; "), extra)
+    }))
 }
 
 async fn heartbeat(
@@ -166,13 +305,23 @@ async fn heartbeat(
 }
 
 async fn purge_loop(store: Store, config: WorkerConfig, hub: Hub) {
-    let every = Duration::from_secs(3600).min(config.retention.max(Duration::from_secs(1)));
+    let every = Duration::from_secs(3600)
+        .min(config.retention.max(Duration::from_secs(1)))
+        .min(config.event_retention.max(Duration::from_secs(1)));
     loop {
         let before = now_micros() - micros(config.retention);
         match store.purge_tasks(before).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(purged = n, "purged finished tasks past retention"),
             Err(err) => tracing::warn!(error = %err, "purging tasks failed"),
+        }
+        match store
+            .purge_events(now_micros() - micros(config.event_retention))
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(purged = n, "purged change-feed events past retention"),
+            Err(err) => tracing::warn!(error = %err, "purging events failed"),
         }
         tokio::select! {
             () = tokio::time::sleep(every) => {}

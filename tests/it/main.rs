@@ -6,9 +6,9 @@
 
 mod harness;
 
+mod migrations;
 mod roles;
 mod serving;
 mod users_partial;
 mod users_query;
 mod users_upsert;
-mod migrations;

@@ -1,5 +1,7 @@
 //! SeaORM entities: the tables as rows. Conversions to and from domain types live beside them.
+pub mod event_horizon;
 pub mod role;
 pub mod task;
 pub mod task_item;
 pub mod user;
+pub mod user_event;

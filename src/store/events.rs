@@ -1,0 +1,212 @@
+//! The change feed's SQL: appends (inside the writer's transaction), ordered reads, retention.
+//!
+//! Sequences are allocated when a row is inserted, but transactions commit in their own order: on
+//! PostgreSQL a reader can see sequence 11 committed while 10 is still in flight. The read side
+//! therefore reports, with every page, the reading snapshot's `xmax` (no transaction that started
+//! later can hold a lower sequence than one already visible, because every writer has its
+//! transaction id before it allocates a sequence: events are always appended after the write they
+//! describe). A follower that meets a gap waits until every transaction older than that `xmax` has
+//! ended; after that, whatever is still missing below the page's last sequence was rolled back.
+//! SQLite has one writer at a time, so its sequences commit in order and a gap never fills later.
+use sea_orm::{
+    ActiveValue::{NotSet, Set},
+    ConnectionTrait, DatabaseBackend, EntityTrait, FromQueryResult, Statement,
+};
+use serde_json::Value;
+
+use super::Store;
+use super::entities::{event_horizon, user, user_event};
+use crate::domain::event::{Actor, Event, EventKind};
+use crate::domain::time::now_micros;
+use crate::domain::user::{Micros, User};
+use crate::error::{Error, Result};
+
+/// One change to append.
+pub(crate) struct NewEvent {
+    pub kind: EventKind,
+    pub user_id: String,
+    /// The user after the change, as stored.
+    pub snapshot: Option<Value>,
+    pub role: Option<String>,
+}
+
+impl NewEvent {
+    pub fn user(kind: EventKind, user: &User) -> Self {
+        let model = user::Model::from(user);
+        NewEvent {
+            kind,
+            user_id: model.id.clone(),
+            snapshot: serde_json::to_value(&model).ok(),
+            role: None,
+        }
+    }
+
+    pub fn gone(kind: EventKind, user_id: &str) -> Self {
+        NewEvent {
+            kind,
+            user_id: user_id.to_owned(),
+            snapshot: None,
+            role: None,
+        }
+    }
+
+    pub fn role(kind: EventKind, role: &str) -> Self {
+        NewEvent {
+            kind,
+            user_id: String::new(),
+            snapshot: None,
+            role: Some(role.to_owned()),
+        }
+    }
+}
+
+/// Appends events inside the caller's transaction, after the writes they describe.
+pub(crate) async fn append(
+    txn: &impl ConnectionTrait,
+    actor: &Actor,
+    events: Vec<NewEvent>,
+) -> Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let at = now_micros();
+    let rows = events.into_iter().map(|e| user_event::ActiveModel {
+        sequence: NotSet,
+        kind: Set(e.kind.as_str().to_owned()),
+        user_id: Set(e.user_id),
+        actor: Set(actor.name().to_owned()),
+        caller: Set(actor.caller.clone()),
+        created_by_id: Set(actor.created_by_id.clone()),
+        at: Set(at),
+        snapshot: Set(e.snapshot),
+        role: Set(e.role),
+    });
+    user_event::Entity::insert_many(rows)
+        .exec_without_returning(txn)
+        .await?;
+    Ok(())
+}
+
+/// Events after a sequence, in sequence order.
+pub struct EventPage {
+    pub events: Vec<Event>,
+    /// PostgreSQL: the reading snapshot's `xmax`; `None` on SQLite or for an empty page.
+    pub snapshot_xmax: Option<i64>,
+}
+
+impl Store {
+    pub async fn read_events(&self, after: i64, limit: u64) -> Result<EventPage> {
+        let backend = self.backend();
+        let sql = match backend {
+            DatabaseBackend::Postgres => {
+                "SELECT *, CAST(CAST(pg_snapshot_xmax(pg_current_snapshot()) AS text) AS bigint) \
+                 AS snapshot_xmax FROM user_events WHERE sequence > $1 ORDER BY sequence LIMIT $2"
+            }
+            _ => "SELECT * FROM user_events WHERE sequence > ? ORDER BY sequence LIMIT ?",
+        };
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self
+            .conn()
+            .query_all_raw(Statement::from_sql_and_values(
+                backend,
+                sql,
+                [after.into(), limit.into()],
+            ))
+            .await?;
+        let mut snapshot_xmax = None;
+        let mut events = Vec::with_capacity(rows.len());
+        for row in rows {
+            if backend == DatabaseBackend::Postgres {
+                snapshot_xmax = Some(row.try_get::<i64>("", "snapshot_xmax")?);
+            }
+            events.push(to_event(user_event::Model::from_query_result(&row, "")?)?);
+        }
+        Ok(EventPage {
+            events,
+            snapshot_xmax,
+        })
+    }
+
+    /// PostgreSQL: the oldest transaction id still running (every older one has ended).
+    pub async fn oldest_running_xid(&self) -> Result<Option<i64>> {
+        if self.backend() != DatabaseBackend::Postgres {
+            return Ok(None);
+        }
+        let row = self
+            .conn()
+            .query_one_raw(Statement::from_string(
+                DatabaseBackend::Postgres,
+                "SELECT CAST(CAST(pg_snapshot_xmin(pg_current_snapshot()) AS text) AS bigint) AS xmin",
+            ))
+            .await?;
+        Ok(match row {
+            Some(row) => Some(row.try_get::<i64>("", "xmin")?),
+            None => None,
+        })
+    }
+
+    /// The highest sequence retention has removed (0 when nothing was purged).
+    pub async fn events_purged_through(&self) -> Result<i64> {
+        let horizon = event_horizon::Entity::find_by_id(1)
+            .one(self.conn())
+            .await?;
+        Ok(horizon.map_or(0, |h| h.purged_through))
+    }
+
+    /// Removes events older than `before`, remembering how far the feed was purged.
+    pub async fn purge_events(&self, before: Micros) -> Result<u64> {
+        let tx = self.write().await?;
+        let backend = self.backend();
+        let newest_old = tx
+            .txn
+            .query_one_raw(Statement::from_sql_and_values(
+                backend,
+                match backend {
+                    DatabaseBackend::Postgres => {
+                        "SELECT MAX(sequence) AS s FROM user_events WHERE at < $1"
+                    }
+                    _ => "SELECT MAX(sequence) AS s FROM user_events WHERE at < ?",
+                },
+                [before.into()],
+            ))
+            .await?
+            .and_then(|row| row.try_get::<Option<i64>>("", "s").ok().flatten());
+        let Some(through) = newest_old else {
+            return Ok(0);
+        };
+        use sea_orm::{ColumnTrait, QueryFilter};
+        let deleted = user_event::Entity::delete_many()
+            .filter(user_event::Column::Sequence.lte(through))
+            .exec(&tx.txn)
+            .await?;
+        event_horizon::Entity::update(event_horizon::ActiveModel {
+            id: sea_orm::ActiveValue::Unchanged(1),
+            purged_through: Set(through),
+        })
+        .exec(&tx.txn)
+        .await?;
+        tx.commit().await?;
+        Ok(deleted.rows_affected)
+    }
+}
+
+fn to_event(row: user_event::Model) -> Result<Event> {
+    let kind = EventKind::parse(&row.kind)
+        .ok_or_else(|| Error::Internal(format!("unknown event kind {}", row.kind)))?;
+    let user = match row.snapshot {
+        Some(snapshot) => Some(User::from(
+            serde_json::from_value::<user::Model>(snapshot)
+                .map_err(|e| Error::Internal(format!("event {} snapshot: {e}", row.sequence)))?,
+        )),
+        None => None,
+    };
+    Ok(Event {
+        sequence: row.sequence,
+        kind,
+        user_id: row.user_id,
+        actor: Actor::new(row.caller, row.created_by_id),
+        at: row.at,
+        user,
+        role: row.role,
+    })
+}
