@@ -1,5 +1,6 @@
 //! Configuration: flags, each with a `ROSTER_*` environment variable (clap's `env`), flags first.
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -32,9 +33,24 @@ pub struct DatabaseArgs {
     /// Database URL: `sqlite://FILE?mode=rwc` or `postgres://USER@HOST/DB`.
     #[arg(long, env = "ROSTER_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
     pub database_url: String,
+    /// A file holding the database URL (instead of `--database-url`).
+    #[arg(long, env = "ROSTER_DATABASE_URL_FILE")]
+    pub database_url_file: Option<PathBuf>,
     /// Log format.
     #[arg(long, env = "ROSTER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,
+}
+
+impl DatabaseArgs {
+    pub fn resolve_files(&mut self) -> anyhow::Result<()> {
+        if let Some(path) = &self.database_url_file {
+            self.database_url = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?
+                .trim()
+                .to_owned();
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -105,6 +121,47 @@ pub struct Config {
     /// migration Job); `serve` then waits until the schema is current.
     #[arg(long, env = "ROSTER_MIGRATE_ON_START", default_value_t = true, action = clap::ArgAction::Set)]
     pub migrate_on_start: bool,
+    /// API secrets callers sign their HS256 bearer tokens with, comma-separated (several, for
+    /// rotation). Without any, roster serves on loopback only.
+    #[arg(long, env = "ROSTER_API_SECRETS", value_delimiter = ',', hide_env_values = true)]
+    pub api_secrets: Vec<String>,
+    /// A file holding the API secrets (comma- or newline-separated), e.g. a mounted Secret.
+    #[arg(long, env = "ROSTER_API_SECRETS_FILE")]
+    pub api_secrets_file: Option<PathBuf>,
+    /// A file holding the database URL (instead of `--database-url`).
+    #[arg(long, env = "ROSTER_DATABASE_URL_FILE")]
+    pub database_url_file: Option<PathBuf>,
+    /// Serve without API secrets on a non-loopback address. Only for networks you trust.
+    #[arg(long, env = "ROSTER_INSECURE", default_value_t = false)]
+    pub insecure: bool,
+    /// TLS certificate chain (PEM); with `--tls-key`, gRPC is served over TLS.
+    #[arg(long, env = "ROSTER_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, env = "ROSTER_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// CA (PEM) that client certificates must chain to: mutual TLS, every caller presents one.
+    #[arg(long, env = "ROSTER_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// A plaintext port serving only gRPC health (for kubelet probes when TLS is on).
+    #[arg(long, env = "ROSTER_HEALTH_LISTEN")]
+    pub health_listen: Option<SocketAddr>,
+    /// Prometheus metrics address (`GET /metrics`).
+    #[arg(long, env = "ROSTER_METRICS_LISTEN", default_value = "0.0.0.0:9090")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Calls served at once; more are refused with RESOURCE_EXHAUSTED instead of queueing.
+    #[arg(long, env = "ROSTER_MAX_CONCURRENT_REQUESTS", default_value_t = 512)]
+    pub max_concurrent_requests: usize,
+    /// Largest request message, in bytes.
+    #[arg(long, env = "ROSTER_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub max_message_bytes: usize,
+    /// Deadline of a call that sets none (a `grpc-timeout` from the caller is honoured too).
+    #[arg(long, env = "ROSTER_REQUEST_TIMEOUT_SECONDS", default_value_t = 30)]
+    pub request_timeout_seconds: u64,
+    /// Connections are closed (gracefully) after this long, so clients rebalance across
+    /// replicas.
+    #[arg(long, env = "ROSTER_MAX_CONNECTION_AGE_SECONDS", default_value_t = 300)]
+    pub max_connection_age_seconds: u64,
     /// Test hook: milliseconds to pause before each task item.
     #[arg(
         long,
@@ -116,6 +173,35 @@ pub struct Config {
 }
 
 impl Config {
+    /// Reads the `*_FILE` settings (mounted secrets) into their values.
+    pub fn resolve_files(&mut self) -> anyhow::Result<()> {
+        if let Some(path) = &self.api_secrets_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+            self.api_secrets.extend(
+                text.split([',', '\n']).map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned),
+            );
+        }
+        if let Some(path) = &self.database_url_file {
+            self.database_url = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?
+                .trim()
+                .to_owned();
+        }
+        self.api_secrets.retain(|s| !s.is_empty());
+        Ok(())
+    }
+
+    /// Where to listen: without API secrets (and without `--insecure`), "every interface" is
+    /// narrowed to loopback, so an unauthenticated roster is never reachable from the network.
+    pub fn effective_listen(&self) -> SocketAddr {
+        if self.api_secrets.is_empty() && !self.insecure && self.listen.ip().is_unspecified() {
+            SocketAddr::from(([127, 0, 0, 1], self.listen.port()))
+        } else {
+            self.listen
+        }
+    }
+
     pub fn worker(&self) -> crate::tasks::WorkerConfig {
         let lease = std::time::Duration::from_secs(self.task_lease_seconds.max(1));
         crate::tasks::WorkerConfig {
@@ -153,6 +239,19 @@ impl Default for Config {
             product_backoff_ms: 200,
             event_retention_hours: 168,
             migrate_on_start: true,
+            api_secrets: Vec::new(),
+            api_secrets_file: None,
+            database_url_file: None,
+            insecure: false,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
+            health_listen: None,
+            metrics_listen: None,
+            max_concurrent_requests: 512,
+            max_message_bytes: 4 * 1024 * 1024,
+            request_timeout_seconds: 30,
+            max_connection_age_seconds: 300,
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod grpc;
 pub mod server;
 pub mod store;
 pub mod tasks;
+pub mod telemetry;
 
 /// The product contract (`roster.product.v1`): roster is its client.
 pub mod product_pb {

@@ -1,6 +1,6 @@
 //! The `roster` binary: parse the command line, set up logging, hand over to the library.
 use clap::Parser;
-use roster::config::{Cli, Command, LogFormat};
+use roster::config::{Cli, Command};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -8,8 +8,9 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         None => serve(cli.serve).await,
         Some(Command::Serve(config)) => serve(config).await,
-        Some(Command::Migrate(args)) => {
-            init_logging(args.log_format);
+        Some(Command::Migrate(mut args)) => {
+            let _telemetry = roster::telemetry::init(args.log_format)?;
+            args.resolve_files()?;
             roster::store::Store::migrate(&args.database_url).await?;
             tracing::info!("database migrated");
             Ok(())
@@ -18,9 +19,18 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn serve(config: roster::Config) -> anyhow::Result<()> {
-    init_logging(config.log_format);
-    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+async fn serve(mut config: roster::Config) -> anyhow::Result<()> {
+    let _telemetry = roster::telemetry::init(config.log_format)?;
+    config.resolve_files()?;
+    let listen = config.effective_listen();
+    if listen != config.listen {
+        tracing::warn!(
+            %listen,
+            "no API secrets configured: serving on loopback only (set ROSTER_API_SECRETS, or \
+             --insecure to serve unauthenticated on every interface)"
+        );
+    }
+    let listener = tokio::net::TcpListener::bind(listen).await?;
     roster::run(config, listener, shutdown_signal()).await
 }
 
@@ -43,16 +53,6 @@ async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {},
         () = term => {},
-    }
-}
-
-fn init_logging(format: LogFormat) {
-    use tracing_subscriber::{EnvFilter, fmt};
-    let filter = EnvFilter::try_from_env("ROSTER_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Pretty => builder.init(),
     }
 }
 

@@ -9,6 +9,7 @@ use tonic_health::ServingStatus;
 
 use crate::config::Config;
 use crate::grpc::product_client::ProductClients;
+use crate::grpc::gate::GateLayer;
 use crate::grpc::{EventApi, RoleApi, TaskApi, UserApi};
 use crate::pb;
 use crate::store::Store;
@@ -32,8 +33,36 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let addr = listener.local_addr()?;
+    if config.api_secrets.is_empty() && !config.insecure && !addr.ip().is_loopback() {
+        anyhow::bail!(
+            "refusing to serve on {addr} without API secrets: set ROSTER_API_SECRETS, listen on \
+             loopback, or pass --insecure"
+        );
+    }
+    if config.api_secrets.is_empty() {
+        tracing::warn!(%addr, "no API secrets configured: callers are not authenticated");
+    }
     let (health, health_service) = tonic_health::server::health_reporter();
     set_health(&health, ServingStatus::NotServing).await;
+    let hub = Hub::default();
+    // A plaintext health-only port (for kubelet probes when the main port speaks mTLS).
+    if let Some(health_addr) = config.health_listen {
+        let health_listener = TcpListener::bind(health_addr).await?;
+        let service = health_service.clone();
+        let hub = hub.clone();
+        tokio::spawn(async move {
+            let _ = Server::builder()
+                .add_service(service)
+                .serve_with_incoming_shutdown(TcpListenerStream::new(health_listener), hub.shutting_down())
+                .await;
+        });
+    }
+    if let Some(metrics_addr) = config.metrics_listen {
+        let metrics_listener = TcpListener::bind(metrics_addr).await?;
+        tracing::info!(addr = %metrics_listener.local_addr()?, "metrics at /metrics");
+        tokio::spawn(crate::telemetry::metrics::serve(metrics_listener, hub.clone()));
+    }
 
     let migrated = prepare_schema(&config.database_url, config.migrate_on_start);
     tokio::pin!(shutdown);
@@ -42,7 +71,7 @@ pub async fn run(
         () = &mut shutdown => return Ok(()),
     }
     let store = Store::connect(&config.database_url, config.database_max_connections).await?;
-    let hub = Hub::default();
+    tokio::spawn(crate::telemetry::metrics::sample(store.clone(), hub.clone()));
     let products: Arc<dyn Products> = if config.products.is_empty() {
         Arc::new(NoProducts)
     } else {
@@ -56,24 +85,34 @@ pub async fn run(
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
-    let router = Server::builder()
+    let mut builder = Server::builder()
+        .timeout(Duration::from_secs(config.request_timeout_seconds))
+        .max_connection_age(Duration::from_secs(config.max_connection_age_seconds))
+        .max_connection_age_grace(Duration::from_secs(config.shutdown_grace_seconds))
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)));
+    if let Some(tls) = tls_config(&config)? {
+        builder = builder.tls_config(tls)?;
+    }
+    let max = config.max_message_bytes;
+    let router = builder
+        .layer(GateLayer::new(&config.api_secrets, config.max_concurrent_requests)?)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(pb::user_service_server::UserServiceServer::new(
             UserApi::new(store.clone(), hub.clone()),
-        ))
+        ).max_decoding_message_size(max))
         .add_service(pb::role_service_server::RoleServiceServer::new(
             RoleApi::new(store.clone(), hub.clone()),
-        ))
+        ).max_decoding_message_size(max))
         .add_service(pb::event_service_server::EventServiceServer::new(
             EventApi::new(store.clone(), hub.clone()),
-        ))
+        ).max_decoding_message_size(max))
         .add_service(pb::task_service_server::TaskServiceServer::new(
             TaskApi::new(store.clone(), hub.clone()),
-        ));
+        ).max_decoding_message_size(max));
 
-    let addr = listener.local_addr()?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(router.serve_with_incoming_shutdown(
         TcpListenerStream::new(listener),
@@ -116,6 +155,22 @@ fn reflection() -> tonic_reflection::server::Builder<'static> {
         .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
+}
+
+/// TLS from the configured PEM files; mutual TLS when a client CA is given.
+fn tls_config(config: &Config) -> anyhow::Result<Option<tonic::transport::ServerTlsConfig>> {
+    use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+    let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) else {
+        return Ok(None);
+    };
+    let read = |path: &std::path::PathBuf| {
+        std::fs::read(path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))
+    };
+    let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?));
+    if let Some(ca) = &config.tls_client_ca {
+        tls = tls.client_ca_root(Certificate::from_pem(read(ca)?)).client_auth_optional(false);
+    }
+    Ok(Some(tls))
 }
 
 async fn set_health(health: &tonic_health::server::HealthReporter, status: ServingStatus) {

@@ -1,6 +1,7 @@
 //! Where requests enter: one tonic service per proto service. Handlers convert proto to domain,
 //! call the store, and convert back; the rules live in `domain`, the SQL in `store`.
 pub mod codec;
+pub mod gate;
 pub mod convert;
 mod events;
 mod lifecycle;

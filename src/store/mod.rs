@@ -8,7 +8,7 @@ mod tasks;
 mod users;
 
 pub use events::EventPage;
-pub use tasks::{Claimed, ItemCommit, NewTask, PendingItem};
+pub use tasks::{Claimed, ItemCommit, NewTask, PendingItem, TaskQueue};
 pub use users::UserPage;
 
 use std::{sync::Arc, time::Duration};
@@ -25,6 +25,13 @@ use crate::error::Result;
 
 /// Key of the PostgreSQL advisory lock that makes concurrent starts migrate once.
 const MIGRATION_LOCK_KEY: i64 = 0x726f_7374_6572; // "roster"
+
+/// What the connection pool is doing.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolStatus {
+    pub size: u32,
+    pub in_use: u32,
+}
 
 #[derive(Clone)]
 pub struct Store {
@@ -151,6 +158,21 @@ impl Store {
 
     pub fn backend(&self) -> DatabaseBackend {
         self.db.get_database_backend()
+    }
+
+    /// Connections of the pool: open, and checked out right now.
+    pub fn pool_status(&self) -> PoolStatus {
+        let (size, idle) = match self.db.get_database_backend() {
+            DatabaseBackend::Postgres => {
+                let pool = self.db.get_postgres_connection_pool();
+                (pool.size(), pool.num_idle())
+            }
+            _ => {
+                let pool = self.db.get_sqlite_connection_pool();
+                (pool.size(), pool.num_idle())
+            }
+        };
+        PoolStatus { size, in_use: size.saturating_sub(u32::try_from(idle).unwrap_or(u32::MAX)) }
     }
 
     /// True when the database answers.

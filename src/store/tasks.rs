@@ -56,6 +56,15 @@ pub enum ItemCommit {
 
 const ACTIVE: [&str; 3] = ["pending", "running", "waiting"];
 
+/// Unfinished work, for the queue gauges.
+#[derive(Debug, Clone, Copy)]
+pub struct TaskQueue {
+    /// Tasks not yet finished (pending, running or waiting).
+    pub depth: u64,
+    /// How long the oldest pending task has waited to be claimed.
+    pub oldest_pending_age: std::time::Duration,
+}
+
 impl Store {
     /// Applies the users' immediate state change and enqueues the task, in one transaction.
     /// A `request_id` seen before returns that task's id and changes nothing.
@@ -191,6 +200,24 @@ impl Store {
             kind,
             payload,
         }))
+    }
+
+    pub async fn task_queue(&self) -> Result<TaskQueue> {
+        let depth = task::Entity::find().filter(T::Status.is_in(ACTIVE)).count(self.conn()).await?;
+        let oldest: Option<i64> = task::Entity::find()
+            .select_only()
+            .column(T::CreatedAt)
+            .filter(T::Status.eq(TaskStatus::Pending.as_str()))
+            .order_by_asc(T::CreatedAt)
+            .limit(1)
+            .into_tuple()
+            .one(self.conn())
+            .await?;
+        let age = oldest.map_or(0, |created| std::cmp::max(now_micros() - created, 0));
+        Ok(TaskQueue {
+            depth,
+            oldest_pending_age: std::time::Duration::from_micros(u64::try_from(age).unwrap_or(0)),
+        })
     }
 
     /// Extends the lease; false when it is no longer ours.

@@ -1,0 +1,215 @@
+//! The front door every call passes: a span (continuing the caller's W3C trace), caller
+//! authentication, load shedding, and the RPC metrics. Health and reflection need no token.
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use opentelemetry::propagation::Extractor;
+use tokio::sync::Semaphore;
+use tonic::Status;
+use tonic::body::Body;
+use tower::{Layer, Service};
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use super::CallerIdentity;
+use crate::telemetry::metrics::{RPC_DURATION, RPC_REQUESTS, RPC_SHED};
+
+/// Claims roster reads from a caller's token. Any other claim is ignored.
+#[derive(Debug, serde::Deserialize)]
+struct Claims {
+    #[serde(default)]
+    service: Option<String>,
+    #[serde(default)]
+    sub: Option<String>,
+}
+
+struct GateState {
+    /// One key per configured API secret (several, for rotation). Empty: no authentication.
+    keys: Vec<DecodingKey>,
+    validation: Validation,
+    permits: Arc<Semaphore>,
+}
+
+#[derive(Clone)]
+pub struct GateLayer {
+    state: Arc<GateState>,
+}
+
+impl GateLayer {
+    pub fn new(api_secrets: &[String], max_concurrent: usize) -> anyhow::Result<Self> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        // Server tokens may be long-lived: `exp` is checked when present, not required.
+        validation.required_spec_claims.clear();
+        validation.validate_aud = false;
+        validation.leeway = 30;
+        let keys = api_secrets
+            .iter()
+            .map(|s| DecodingKey::from_secret(s.as_bytes()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| anyhow::anyhow!("an API secret is not usable as an HS256 key: {e}"))?;
+        Ok(GateLayer {
+            state: Arc::new(GateState {
+                keys,
+                validation,
+                permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
+            }),
+        })
+    }
+}
+
+impl<S> Layer<S> for GateLayer {
+    type Service = Gate<S>;
+
+    fn layer(&self, inner: S) -> Gate<S> {
+        Gate { inner, state: self.state.clone() }
+    }
+}
+
+#[derive(Clone)]
+pub struct Gate<S> {
+    inner: S,
+    state: Arc<GateState>,
+}
+
+impl GateState {
+    /// The caller's identity; `Ok(None)` when authentication is off.
+    fn authenticate(&self, headers: &http::HeaderMap) -> Result<Option<String>, Status> {
+        if self.keys.is_empty() {
+            return Ok(None);
+        }
+        let token = headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| Status::unauthenticated("missing `authorization: Bearer <token>`"))?;
+        // Every key is tried; the HMAC comparison itself is constant-time.
+        let claims = self
+            .keys
+            .iter()
+            .find_map(|key| jsonwebtoken::decode::<Claims>(token, key, &self.validation).ok())
+            .ok_or_else(|| Status::unauthenticated("invalid or expired token"))?;
+        let claims = claims.claims;
+        Ok(Some(claims.service.or(claims.sub).unwrap_or_else(|| "authenticated".into())))
+    }
+}
+
+fn is_open(path: &str) -> bool {
+    path.starts_with("/grpc.health.v1.") || path.starts_with("/grpc.reflection.")
+}
+
+struct HeaderExtractor<'a>(&'a http::HeaderMap);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(http::HeaderName::as_str).collect()
+    }
+}
+
+type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+
+impl<S> Service<http::Request<Body>> for Gate<S>
+where
+    S: Service<http::Request<Body>, Response = http::Response<Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let method = request.uri().path().trim_start_matches('/').to_owned();
+        let span = tracing::info_span!(
+            "rpc",
+            otel.name = %method,
+            otel.kind = "server",
+            rpc.system = "grpc",
+            rpc.method = %method,
+            rpc.grpc.status_code = tracing::field::Empty,
+            caller = tracing::field::Empty,
+            user_ids = tracing::field::Empty,
+        );
+        let parent = opentelemetry::global::get_text_map_propagator(|p| {
+            p.extract(&HeaderExtractor(request.headers()))
+        });
+        let _ = span.set_parent(parent);
+        let started = Instant::now();
+        let finish = move |span: &tracing::Span, method: String, code: i32| {
+            span.record("rpc.grpc.status_code", code);
+            let labels = [("method", method), ("code", code_name(code).to_owned())];
+            metrics::counter!(RPC_REQUESTS, &labels).increment(1);
+            metrics::histogram!(RPC_DURATION, &labels).record(started.elapsed().as_secs_f64());
+        };
+
+        let mut permit = None;
+        if !is_open(request.uri().path()) {
+            match self.state.authenticate(request.headers()) {
+                Ok(Some(identity)) => {
+                    span.record("caller", identity.as_str());
+                    request.extensions_mut().insert(CallerIdentity(identity));
+                }
+                Ok(None) => {}
+                Err(status) => {
+                    finish(&span, method, status.code() as i32);
+                    return Box::pin(async move { Ok(status.into_http()) });
+                }
+            }
+            match self.state.permits.clone().try_acquire_owned() {
+                Ok(p) => permit = Some(p),
+                Err(_) => {
+                    metrics::counter!(RPC_SHED).increment(1);
+                    let status = Status::resource_exhausted("roster is at its concurrency limit; retry with backoff");
+                    finish(&span, method, status.code() as i32);
+                    return Box::pin(async move { Ok(status.into_http()) });
+                }
+            }
+        }
+        Box::pin(async move {
+            let response = inner.call(request).instrument(span.clone()).await?;
+            // A trailers-only response (an error) carries the code in its headers; otherwise the
+            // call succeeded as far as the headers go (a stream may still end with an error).
+            let code = response
+                .headers()
+                .get("grpc-status")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<i32>().ok())
+                .unwrap_or(0);
+            finish(&span, method, code);
+            drop(permit);
+            Ok(response)
+        })
+    }
+}
+
+fn code_name(code: i32) -> &'static str {
+    match tonic::Code::from_i32(code) {
+        tonic::Code::Ok => "OK",
+        tonic::Code::Cancelled => "CANCELLED",
+        tonic::Code::Unknown => "UNKNOWN",
+        tonic::Code::InvalidArgument => "INVALID_ARGUMENT",
+        tonic::Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        tonic::Code::NotFound => "NOT_FOUND",
+        tonic::Code::AlreadyExists => "ALREADY_EXISTS",
+        tonic::Code::PermissionDenied => "PERMISSION_DENIED",
+        tonic::Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        tonic::Code::FailedPrecondition => "FAILED_PRECONDITION",
+        tonic::Code::Aborted => "ABORTED",
+        tonic::Code::OutOfRange => "OUT_OF_RANGE",
+        tonic::Code::Unimplemented => "UNIMPLEMENTED",
+        tonic::Code::Internal => "INTERNAL",
+        tonic::Code::Unavailable => "UNAVAILABLE",
+        tonic::Code::DataLoss => "DATA_LOSS",
+        tonic::Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}

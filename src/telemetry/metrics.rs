@@ -1,0 +1,92 @@
+//! Prometheus metrics: the `metrics` facade everywhere, one process-wide recorder, and a small
+//! HTTP endpoint (`GET /metrics`) per server.
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use crate::store::Store;
+use crate::tasks::Hub;
+
+pub const RPC_REQUESTS: &str = "roster_rpc_requests_total";
+pub const RPC_DURATION: &str = "roster_rpc_duration_seconds";
+pub const RPC_SHED: &str = "roster_rpc_shed_total";
+pub const TASK_QUEUE_DEPTH: &str = "roster_task_queue_depth";
+pub const TASK_OLDEST_PENDING_AGE: &str = "roster_task_oldest_pending_age_seconds";
+pub const TASK_DURATION: &str = "roster_task_duration_seconds";
+pub const TASK_ITEM_DURATION: &str = "roster_task_item_duration_seconds";
+pub const PRODUCT_HOOK_FAILURES: &str = "roster_product_hook_failures_total";
+pub const DB_POOL_IN_USE: &str = "roster_db_pool_connections_in_use";
+pub const DB_POOL_SIZE: &str = "roster_db_pool_connections";
+
+/// Buckets for request and task latencies, in seconds.
+const BUCKETS: [f64; 14] =
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// The process-wide recorder (installed once, however many servers the process runs).
+pub fn handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets(&BUCKETS)
+            .map(PrometheusBuilder::build_recorder)
+            .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
+        let handle = recorder.handle();
+        // Another recorder may already be installed (an embedding program's); then ours only
+        // renders what it sees, which is nothing, rather than failing the start.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
+
+/// Serves `GET /metrics` in the Prometheus text format until `hub` shuts down.
+pub async fn serve(listener: TcpListener, hub: Hub) {
+    let handle = handle();
+    loop {
+        let (mut socket, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(_) => continue,
+            },
+            () = hub.shutting_down() => return,
+        };
+        let body = handle.render();
+        tokio::spawn(async move {
+            let mut request = [0u8; 1024];
+            let n = match tokio::time::timeout(Duration::from_secs(5), socket.read(&mut request)).await {
+                Ok(Ok(n)) => n,
+                _ => return,
+            };
+            let head = String::from_utf8_lossy(&request[..n]);
+            let response = if head.starts_with("GET /metrics ") || head.starts_with("GET /metrics?") {
+                format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+            } else {
+                "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_owned()
+            };
+            let _ = socket.write_all(response.as_bytes()).await;
+            let _ = socket.shutdown().await;
+        });
+    }
+}
+
+/// Samples gauges that live in the database or the pool, every few seconds.
+pub async fn sample(store: Store, hub: Hub) {
+    loop {
+        if let Ok(queue) = store.task_queue().await {
+            metrics::gauge!(TASK_QUEUE_DEPTH).set(queue.depth as f64);
+            metrics::gauge!(TASK_OLDEST_PENDING_AGE).set(queue.oldest_pending_age.as_secs_f64());
+        }
+        let pool = store.pool_status();
+        metrics::gauge!(DB_POOL_IN_USE).set(pool.in_use as f64);
+        metrics::gauge!(DB_POOL_SIZE).set(pool.size as f64);
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(5)) => {}
+            () = hub.shutting_down() => return,
+        }
+    }
+}
