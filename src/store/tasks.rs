@@ -2,8 +2,8 @@
 //! reads, cancel and purge.
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect,
     sea_query::{Expr, ExprTrait},
 };
 use serde_json::{Map, Value, json};
@@ -72,6 +72,17 @@ impl Store {
     pub async fn enqueue_lifecycle(&self, new: NewTask) -> Result<(String, Vec<User>)> {
         let tx = self.write().await?;
         if let Some(request_id) = &new.request_id {
+            // Retries of one request may arrive together: the first to take this lock enqueues,
+            // the others wait and then find its task. (SQLite's writer slot already serializes.)
+            if self.backend() == sea_orm::DatabaseBackend::Postgres {
+                tx.txn
+                    .execute_raw(sea_orm::Statement::from_sql_and_values(
+                        sea_orm::DatabaseBackend::Postgres,
+                        "SELECT pg_advisory_xact_lock(hashtext($1))",
+                        [request_id.clone().into()],
+                    ))
+                    .await?;
+            }
             let seen = task::Entity::find()
                 .filter(T::RequestId.eq(request_id.clone()))
                 .one(&tx.txn)

@@ -6,9 +6,14 @@
 
 mod harness;
 
+mod lifecycle;
 mod migrations;
 mod roles;
 mod serving;
+mod task_crash;
+mod task_replicas;
+mod task_support;
+mod tasks;
 mod users_partial;
 mod users_query;
 mod users_upsert;
