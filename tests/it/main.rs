@@ -17,6 +17,7 @@ mod tasks;
 mod users_partial;
 mod users_query;
 mod users_upsert;
+
 mod ops_auth;
 mod ops_listen;
 mod ops_metrics;

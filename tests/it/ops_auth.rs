@@ -65,7 +65,10 @@ async fn only_tokens_signed_with_a_current_secret_are_accepted_and_health_is_ope
     let mut rejected = vec![("no token", no_token)];
     for (what, header) in [
         ("garbage", "Bearer not-a-jwt".to_owned()),
-        ("wrong scheme", format!("Basic {}", token(CURRENT[0], &claims))),
+        (
+            "wrong scheme",
+            format!("Basic {}", token(CURRENT[0], &claims)),
+        ),
         ("retired secret", format!("Bearer {retired}")),
         ("expired", format!("Bearer {expired}")),
         ("unsigned", format!("Bearer {unsigned}")),
@@ -138,7 +141,11 @@ async fn only_tokens_signed_with_a_current_secret_are_accepted_and_health_is_ope
 }
 
 /// Reads events from the feed until `n` arrived (bounded).
-async fn first_events(channel: &tonic::transport::Channel, token: &str, n: usize) -> Vec<UserChangeEvent> {
+async fn first_events(
+    channel: &tonic::transport::Channel,
+    token: &str,
+    n: usize,
+) -> Vec<UserChangeEvent> {
     let mut stream = EventServiceClient::new(channel.clone())
         .watch_user_events(bearer(WatchUserEventsRequest::default(), token))
         .await
@@ -148,7 +155,12 @@ async fn first_events(channel: &tonic::transport::Channel, token: &str, n: usize
     while events.len() < n {
         let next = tokio::time::timeout(Duration::from_secs(10), stream.message())
             .await
-            .unwrap_or_else(|_| panic!("only {} of {n} events within 10 s: {events:?}", events.len()));
+            .unwrap_or_else(|_| {
+                panic!(
+                    "only {} of {n} events within 10 s: {events:?}",
+                    events.len()
+                )
+            });
         let response = next
             .expect("the feed does not fail")
             .unwrap_or_else(|| panic!("the feed ended after {events:?}"));

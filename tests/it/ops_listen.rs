@@ -15,7 +15,9 @@ use crate::ops_support::{InProcess, bearer, plain_channel, token};
 use crate::task_support::users_client;
 
 async fn bind_every_interface() -> (TcpListener, SocketAddr) {
-    let listener = TcpListener::bind("0.0.0.0:0").await.expect("bind 0.0.0.0:0");
+    let listener = TcpListener::bind("0.0.0.0:0")
+        .await
+        .expect("bind 0.0.0.0:0");
     let port = listener.local_addr().expect("listener address").port();
     (listener, SocketAddr::from(([127, 0, 0, 1], port)))
 }
@@ -82,7 +84,10 @@ async fn run_serves_a_non_loopback_listener_with_secrets() {
         .expect_err("no token");
     assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
     let status = users_client(&channel)
-        .get_user(bearer(request(), &token("s3cret", &json!({"service": "t"}))))
+        .get_user(bearer(
+            request(),
+            &token("s3cret", &json!({"service": "t"})),
+        ))
         .await
         .expect_err("no such user");
     assert_eq!(status.code(), Code::NotFound, "{status:?}");

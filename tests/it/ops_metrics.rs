@@ -59,11 +59,22 @@ async fn metrics_endpoint_reports_rpcs_by_method_and_code_and_the_gauges() {
 
     let method = format!("method=\"{GET_USER}\"");
     let checks: Vec<(&str, Vec<String>, f64)> = vec![
-        ("roster_rpc_requests_total", vec![method.clone(), "code=\"OK\"".into()], 3.0),
-        ("roster_rpc_requests_total", vec![method.clone(), "code=\"NOT_FOUND\"".into()], 2.0),
         (
             "roster_rpc_requests_total",
-            vec!["method=\"roster.v1.UserService/UpdateUsers\"".into(), "code=\"OK\"".into()],
+            vec![method.clone(), "code=\"OK\"".into()],
+            3.0,
+        ),
+        (
+            "roster_rpc_requests_total",
+            vec![method.clone(), "code=\"NOT_FOUND\"".into()],
+            2.0,
+        ),
+        (
+            "roster_rpc_requests_total",
+            vec![
+                "method=\"roster.v1.UserService/UpdateUsers\"".into(),
+                "code=\"OK\"".into(),
+            ],
             1.0,
         ),
         (
@@ -76,8 +87,16 @@ async fn metrics_endpoint_reports_rpcs_by_method_and_code_and_the_gauges() {
             vec![method.clone(), "code=\"OK\"".into(), "le=\"0.005\"".into()],
             0.0,
         ),
-        ("roster_rpc_duration_seconds_count", vec![method.clone(), "code=\"NOT_FOUND\"".into()], 2.0),
-        ("roster_rpc_duration_seconds_sum", vec![method.clone(), "code=\"OK\"".into()], 0.0),
+        (
+            "roster_rpc_duration_seconds_count",
+            vec![method.clone(), "code=\"NOT_FOUND\"".into()],
+            2.0,
+        ),
+        (
+            "roster_rpc_duration_seconds_sum",
+            vec![method.clone(), "code=\"OK\"".into()],
+            0.0,
+        ),
         ("roster_task_queue_depth", vec![], 0.0),
         ("roster_task_oldest_pending_age_seconds", vec![], 0.0),
         ("roster_db_pool_connections_in_use", vec![], 0.0),
@@ -86,7 +105,9 @@ async fn metrics_endpoint_reports_rpcs_by_method_and_code_and_the_gauges() {
     // Gauges are sampled every few seconds: poll until everything is there.
     let deadline = Instant::now() + Duration::from_secs(15);
     let text = loop {
-        let (code, text) = http_get(metrics_addr, "/metrics").await.expect("GET /metrics");
+        let (code, text) = http_get(metrics_addr, "/metrics")
+            .await
+            .expect("GET /metrics");
         assert_eq!(code, 200, "GET /metrics: {text}");
         let missing: Vec<String> = checks
             .iter()

@@ -59,7 +59,9 @@ impl TraceService for Collector {
 
 impl Collector {
     async fn start() -> (Self, SocketAddr) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the collector");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the collector");
         let addr = listener.local_addr().expect("collector address");
         let collector = Collector::default();
         let service = TraceServiceServer::new(collector.clone());
@@ -103,9 +105,10 @@ async fn traced_get_user(channel: &tonic::transport::Channel, traceparent: &str)
         id: "nobody".to_owned(),
         include_deleted: false,
     });
-    request
-        .metadata_mut()
-        .insert("traceparent", traceparent.parse().expect("ASCII traceparent"));
+    request.metadata_mut().insert(
+        "traceparent",
+        traceparent.parse().expect("ASCII traceparent"),
+    );
     let status = users_client(channel)
         .get_user(request)
         .await
@@ -137,8 +140,16 @@ async fn wait_span(
 
 fn assert_continues(span: &Span, trace_hex: &str, parent_hex: &str) {
     assert_eq!(span.trace_id, unhex(trace_hex), "trace id continued");
-    assert_eq!(span.parent_span_id, unhex(parent_hex), "parent span id is the caller's");
-    assert_ne!(span.span_id, unhex(parent_hex), "the RPC span is a new span");
+    assert_eq!(
+        span.parent_span_id,
+        unhex(parent_hex),
+        "parent span id is the caller's"
+    );
+    assert_ne!(
+        span.span_id,
+        unhex(parent_hex),
+        "the RPC span is a new span"
+    );
     // SpanKind::Server = 2
     assert_eq!(span.kind, 2, "a server span: {span:?}");
 }
@@ -163,9 +174,18 @@ async fn the_rpc_span_reaches_the_collector_continuing_the_callers_trace() {
 
     let (header, trace_hex, parent_hex) = traceparent();
     traced_get_user(&channel, &header).await;
-    let (service, span) = wait_span(&collector, &unhex(&trace_hex), Duration::from_secs(10), &roster).await;
+    let (service, span) = wait_span(
+        &collector,
+        &unhex(&trace_hex),
+        Duration::from_secs(10),
+        &roster,
+    )
+    .await;
     assert_continues(&span, &trace_hex, &parent_hex);
-    assert!(service.contains("roster-it"), "service.name from OTEL_SERVICE_NAME: {service}");
+    assert!(
+        service.contains("roster-it"),
+        "service.name from OTEL_SERVICE_NAME: {service}"
+    );
 
     // A call without traceparent starts a trace of its own (no parent).
     let before = collector.names().len();
@@ -235,6 +255,12 @@ async fn sigterm_flushes_spans_not_yet_exported() {
         "exits 0 after SIGTERM: {exit:?}; log:\n{}",
         roster.log_tail()
     );
-    let (_, span) = wait_span(&collector, &unhex(&trace_hex), Duration::from_secs(2), &roster).await;
+    let (_, span) = wait_span(
+        &collector,
+        &unhex(&trace_hex),
+        Duration::from_secs(2),
+        &roster,
+    )
+    .await;
     assert_continues(&span, &trace_hex, &parent_hex);
 }

@@ -48,7 +48,9 @@ async fn calls_past_the_concurrency_limit_get_resource_exhausted_and_never_hang(
         for call in 0..CALLS {
             let channel = channels[call % channels.len()].clone();
             calls.spawn(async move {
-                let outcome = users_client(&channel).update_users(batch(round, call)).await;
+                let outcome = users_client(&channel)
+                    .update_users(batch(round, call))
+                    .await;
                 (call, outcome.map(|_| ()))
             });
         }
@@ -68,9 +70,16 @@ async fn calls_past_the_concurrency_limit_get_resource_exhausted_and_never_hang(
             break;
         }
     }
-    assert!(!exhausted.is_empty(), "no call was shed in {ROUNDS} rounds of {CALLS}");
+    assert!(
+        !exhausted.is_empty(),
+        "no call was shed in {ROUNDS} rounds of {CALLS}"
+    );
     assert!(!ok.is_empty(), "no call succeeded");
-    eprintln!("{} calls succeeded, {} were shed", ok.len(), exhausted.len());
+    eprintln!(
+        "{} calls succeeded, {} were shed",
+        ok.len(),
+        exhausted.len()
+    );
 
     // Refused calls did nothing; accepted ones did everything. (One user per call is enough.)
     let mut users = users_client(&channel);
@@ -99,9 +108,6 @@ async fn calls_past_the_concurrency_limit_get_resource_exhausted_and_never_hang(
             .await
             .expect("a lone call after the burst");
     }
-    assert_eq!(
-        health_status(&channel).await,
-        Ok(ServingStatus::Serving)
-    );
+    assert_eq!(health_status(&channel).await, Ok(ServingStatus::Serving));
     server.stop().await.expect("run returns Ok");
 }

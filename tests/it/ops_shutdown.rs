@@ -18,7 +18,8 @@ use crate::task_support::{
 const GRACE_SECONDS: u64 = 5;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_ends_streams_with_unavailable_exits_in_time_and_the_next_start_finishes_the_task() {
+async fn sigterm_ends_streams_with_unavailable_exits_in_time_and_the_next_start_finishes_the_task()
+{
     let db = TestDb::create().await;
     let grace = GRACE_SECONDS.to_string();
     let mut first = OpsProcess::spawn(
@@ -55,7 +56,12 @@ async fn sigterm_ends_streams_with_unavailable_exits_in_time_and_the_next_start_
             .expect("WatchTask does not fail before SIGTERM")
             .expect("WatchTask does not end before the task does");
         let task = next.task.expect("WatchTaskResponse without a task");
-        assert_ne!(status_of(&task), TaskStatus::Completed, "finished too early: {}", brief(&task));
+        assert_ne!(
+            status_of(&task),
+            TaskStatus::Completed,
+            "finished too early: {}",
+            brief(&task)
+        );
         if status_of(&task) == TaskStatus::Running && progress_of(&task).0 >= 1 {
             break;
         }
@@ -66,7 +72,10 @@ async fn sigterm_ends_streams_with_unavailable_exits_in_time_and_the_next_start_
     // The stream ends with UNAVAILABLE (updates may still arrive before).
     let ended = loop {
         match tokio::time::timeout(Duration::from_secs(10), stream.message()).await {
-            Err(_) => panic!("WatchTask still open 10 s after SIGTERM; log:\n{}", first.log_tail()),
+            Err(_) => panic!(
+                "WatchTask still open 10 s after SIGTERM; log:\n{}",
+                first.log_tail()
+            ),
             Ok(Ok(Some(_update))) => continue,
             Ok(Ok(None)) => panic!("WatchTask ended without a status after SIGTERM"),
             Ok(Err(status)) => break status,
@@ -77,12 +86,21 @@ async fn sigterm_ends_streams_with_unavailable_exits_in_time_and_the_next_start_
         Code::Unavailable,
         "the stream ends with UNAVAILABLE: {ended:?}"
     );
-    let exit = first.wait_exit(Duration::from_secs(GRACE_SECONDS + 10)).await;
+    let exit = first
+        .wait_exit(Duration::from_secs(GRACE_SECONDS + 10))
+        .await;
     let took = signalled.elapsed();
     let exit = exit.unwrap_or_else(|| {
-        panic!("still running {took:?} after SIGTERM; log:\n{}", first.log_tail())
+        panic!(
+            "still running {took:?} after SIGTERM; log:\n{}",
+            first.log_tail()
+        )
     });
-    assert!(exit.success(), "exit status after SIGTERM: {exit}; log:\n{}", first.log_tail());
+    assert!(
+        exit.success(),
+        "exit status after SIGTERM: {exit}; log:\n{}",
+        first.log_tail()
+    );
     assert!(
         took < Duration::from_secs(GRACE_SECONDS),
         "exited {took:?} after SIGTERM, grace is {GRACE_SECONDS} s; log:\n{}",

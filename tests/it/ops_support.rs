@@ -165,7 +165,12 @@ pub struct OpsProcess {
 impl OpsProcess {
     /// Starts `roster serve --listen 127.0.0.1:<free> --database-url <url> --metrics-listen
     /// 127.0.0.1:<free> <extra...>` with `env` added, and waits until it reports SERVING.
-    pub async fn spawn(label: &str, database_url: &str, extra: &[&str], env: &[(&str, &str)]) -> Self {
+    pub async fn spawn(
+        label: &str,
+        database_url: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let addr = free_loopback_addr();
         let metrics = free_loopback_addr();
         let log_dir = tempfile::tempdir().expect("tempdir for the child's log");
@@ -174,7 +179,12 @@ impl OpsProcess {
         let mut command = Command::new(env!("CARGO_BIN_EXE_roster"));
         command
             .arg("serve")
-            .args(["--listen", &addr.to_string(), "--database-url", database_url])
+            .args([
+                "--listen",
+                &addr.to_string(),
+                "--database-url",
+                database_url,
+            ])
             .args(["--metrics-listen", &metrics.to_string()])
             .args(extra)
             .env("ROSTER_LOG", "info")
@@ -237,7 +247,11 @@ impl OpsProcess {
             .args(["-TERM", &self.pid().to_string()])
             .status()
             .expect("run kill -TERM");
-        assert!(status.success(), "kill -TERM {} failed: {status}", self.pid());
+        assert!(
+            status.success(),
+            "kill -TERM {} failed: {status}",
+            self.pid()
+        );
     }
 
     /// Waits until the process exits; `None` if it is still running after `within`.

@@ -55,10 +55,9 @@ fn leaf(
     usage: ExtendedKeyUsagePurpose,
 ) -> Pem {
     let key = KeyPair::generate().expect("leaf key");
-    let mut params = CertificateParams::new(
-        names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>(),
-    )
-    .expect("leaf params");
+    let mut params =
+        CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())
+            .expect("leaf params");
     params.distinguished_name.push(DnType::CommonName, names[0]);
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![usage];
@@ -141,16 +140,25 @@ async fn tls_refuses_plaintext_and_serves_tls_clients() {
     });
     let tls = tls_channel(addr, &pki.ca, None);
     server.wait_serving(&tls).await;
-    reaches_the_service(&tls).await.expect("a TLS client gets through");
+    reaches_the_service(&tls)
+        .await
+        .expect("a TLS client gets through");
 
     // Plaintext is refused, on health and on the services.
     let plain = plain_channel(addr);
     let health = health_status(&plain).await;
-    assert!(health.is_err(), "plaintext health over the TLS port: {health:?}");
+    assert!(
+        health.is_err(),
+        "plaintext health over the TLS port: {health:?}"
+    );
     let status = reaches_the_service(&plain)
         .await
         .expect_err("a plaintext client is refused");
-    assert_ne!(status.code(), Code::DeadlineExceeded, "refused, not hung: {status:?}");
+    assert_ne!(
+        status.code(),
+        Code::DeadlineExceeded,
+        "refused, not hung: {status:?}"
+    );
 
     // A client that does not trust the server's CA refuses it.
     let other_ca = new_ca("not roster's CA").pem();
@@ -160,7 +168,9 @@ async fn tls_refuses_plaintext_and_serves_tls_clients() {
         .expect_err("the server certificate is not trusted by this client");
 
     // The TLS client still works after all that.
-    reaches_the_service(&tls).await.expect("a TLS client gets through");
+    reaches_the_service(&tls)
+        .await
+        .expect("a TLS client gets through");
     server.stop().await.expect("run returns Ok");
 }
 
@@ -193,18 +203,32 @@ async fn mutual_tls_requires_a_ca_signed_client_certificate_and_health_port_stay
     let status = reaches_the_service(&anonymous)
         .await
         .expect_err("a client without a certificate is refused");
-    assert_ne!(status.code(), Code::DeadlineExceeded, "refused, not hung: {status:?}");
+    assert_ne!(
+        status.code(),
+        Code::DeadlineExceeded,
+        "refused, not hung: {status:?}"
+    );
     let health = health_status(&anonymous).await;
-    assert!(health.is_err(), "health without a client certificate: {health:?}");
+    assert!(
+        health.is_err(),
+        "health without a client certificate: {health:?}"
+    );
     // A certificate from another CA: refused.
     let stranger = tls_channel(addr, &pki.ca, Some(&pki.stranger));
     let status = reaches_the_service(&stranger)
         .await
         .expect_err("a client certificate from another CA is refused");
-    assert_ne!(status.code(), Code::DeadlineExceeded, "refused, not hung: {status:?}");
+    assert_ne!(
+        status.code(),
+        Code::DeadlineExceeded,
+        "refused, not hung: {status:?}"
+    );
     // Plaintext on the main port: refused.
     let plain = plain_channel(addr);
-    assert!(health_status(&plain).await.is_err(), "plaintext health on the mTLS port");
+    assert!(
+        health_status(&plain).await.is_err(),
+        "plaintext health on the mTLS port"
+    );
 
     // The health-only port answers plaintext, and serves nothing but health.
     let probe = plain_channel(health_addr);
