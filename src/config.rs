@@ -21,7 +21,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the gRPC service (the default).
-    Serve(Config),
+    Serve(Box<Config>),
     /// Apply pending database migrations and exit.
     Migrate(DatabaseArgs),
     /// Ask a running roster for its health; exit 0 when SERVING.
@@ -123,7 +123,12 @@ pub struct Config {
     pub migrate_on_start: bool,
     /// API secrets callers sign their HS256 bearer tokens with, comma-separated (several, for
     /// rotation). Without any, roster serves on loopback only.
-    #[arg(long, env = "ROSTER_API_SECRETS", value_delimiter = ',', hide_env_values = true)]
+    #[arg(
+        long,
+        env = "ROSTER_API_SECRETS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
     pub api_secrets: Vec<String>,
     /// A file holding the API secrets (comma- or newline-separated), e.g. a mounted Secret.
     #[arg(long, env = "ROSTER_API_SECRETS_FILE")]
@@ -179,7 +184,10 @@ impl Config {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
             self.api_secrets.extend(
-                text.split([',', '\n']).map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned),
+                text.split([',', '\n'])
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned),
             );
         }
         if let Some(path) = &self.database_url_file {

@@ -7,7 +7,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         None => serve(cli.serve).await,
-        Some(Command::Serve(config)) => serve(config).await,
+        Some(Command::Serve(config)) => serve(*config).await,
         Some(Command::Migrate(mut args)) => {
             let _telemetry = roster::telemetry::init(args.log_format)?;
             args.resolve_files()?;

@@ -8,8 +8,8 @@ use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
 use crate::config::Config;
-use crate::grpc::product_client::ProductClients;
 use crate::grpc::gate::GateLayer;
+use crate::grpc::product_client::ProductClients;
 use crate::grpc::{EventApi, RoleApi, TaskApi, UserApi};
 use crate::pb;
 use crate::store::Store;
@@ -54,14 +54,28 @@ pub async fn run(
         tokio::spawn(async move {
             let _ = Server::builder()
                 .add_service(service)
-                .serve_with_incoming_shutdown(TcpListenerStream::new(health_listener), hub.shutting_down())
+                .serve_with_incoming_shutdown(
+                    TcpListenerStream::new(health_listener),
+                    hub.shutting_down(),
+                )
                 .await;
         });
     }
+    crate::telemetry::metrics::handle();
     if let Some(metrics_addr) = config.metrics_listen {
-        let metrics_listener = TcpListener::bind(metrics_addr).await?;
-        tracing::info!(addr = %metrics_listener.local_addr()?, "metrics at /metrics");
-        tokio::spawn(crate::telemetry::metrics::serve(metrics_listener, hub.clone()));
+        // Metrics are for operators, not callers: a port already taken is reported, not fatal.
+        match TcpListener::bind(metrics_addr).await {
+            Ok(metrics_listener) => {
+                tracing::info!(addr = %metrics_listener.local_addr()?, "metrics at /metrics");
+                tokio::spawn(crate::telemetry::metrics::serve(
+                    metrics_listener,
+                    hub.clone(),
+                ));
+            }
+            Err(err) => {
+                tracing::error!(addr = %metrics_addr, error = %err, "cannot serve metrics; continuing without /metrics");
+            }
+        }
     }
 
     let migrated = prepare_schema(&config.database_url, config.migrate_on_start);
@@ -71,7 +85,10 @@ pub async fn run(
         () = &mut shutdown => return Ok(()),
     }
     let store = Store::connect(&config.database_url, config.database_max_connections).await?;
-    tokio::spawn(crate::telemetry::metrics::sample(store.clone(), hub.clone()));
+    tokio::spawn(crate::telemetry::metrics::sample(
+        store.clone(),
+        hub.clone(),
+    ));
     let products: Arc<dyn Products> = if config.products.is_empty() {
         Arc::new(NoProducts)
     } else {
@@ -96,22 +113,41 @@ pub async fn run(
     }
     let max = config.max_message_bytes;
     let router = builder
-        .layer(GateLayer::new(&config.api_secrets, config.max_concurrent_requests)?)
+        .layer(GateLayer::new(
+            &config.api_secrets,
+            config.max_concurrent_requests,
+        )?)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(pb::user_service_server::UserServiceServer::new(
-            UserApi::new(store.clone(), hub.clone()),
-        ).max_decoding_message_size(max))
-        .add_service(pb::role_service_server::RoleServiceServer::new(
-            RoleApi::new(store.clone(), hub.clone()),
-        ).max_decoding_message_size(max))
-        .add_service(pb::event_service_server::EventServiceServer::new(
-            EventApi::new(store.clone(), hub.clone()),
-        ).max_decoding_message_size(max))
-        .add_service(pb::task_service_server::TaskServiceServer::new(
-            TaskApi::new(store.clone(), hub.clone()),
-        ).max_decoding_message_size(max));
+        .add_service(
+            pb::user_service_server::UserServiceServer::new(UserApi::new(
+                store.clone(),
+                hub.clone(),
+            ))
+            .max_decoding_message_size(max),
+        )
+        .add_service(
+            pb::role_service_server::RoleServiceServer::new(RoleApi::new(
+                store.clone(),
+                hub.clone(),
+            ))
+            .max_decoding_message_size(max),
+        )
+        .add_service(
+            pb::event_service_server::EventServiceServer::new(EventApi::new(
+                store.clone(),
+                hub.clone(),
+            ))
+            .max_decoding_message_size(max),
+        )
+        .add_service(
+            pb::task_service_server::TaskServiceServer::new(TaskApi::new(
+                store.clone(),
+                hub.clone(),
+            ))
+            .max_decoding_message_size(max),
+        );
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(router.serve_with_incoming_shutdown(
@@ -168,7 +204,9 @@ fn tls_config(config: &Config) -> anyhow::Result<Option<tonic::transport::Server
     };
     let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?));
     if let Some(ca) = &config.tls_client_ca {
-        tls = tls.client_ca_root(Certificate::from_pem(read(ca)?)).client_auth_optional(false);
+        tls = tls
+            .client_ca_root(Certificate::from_pem(read(ca)?))
+            .client_auth_optional(false);
     }
     Ok(Some(tls))
 }

@@ -63,7 +63,10 @@ impl<S> Layer<S> for GateLayer {
     type Service = Gate<S>;
 
     fn layer(&self, inner: S) -> Gate<S> {
-        Gate { inner, state: self.state.clone() }
+        Gate {
+            inner,
+            state: self.state.clone(),
+        }
     }
 }
 
@@ -91,7 +94,12 @@ impl GateState {
             .find_map(|key| jsonwebtoken::decode::<Claims>(token, key, &self.validation).ok())
             .ok_or_else(|| Status::unauthenticated("invalid or expired token"))?;
         let claims = claims.claims;
-        Ok(Some(claims.service.or(claims.sub).unwrap_or_else(|| "authenticated".into())))
+        Ok(Some(
+            claims
+                .service
+                .or(claims.sub)
+                .unwrap_or_else(|| "authenticated".into()),
+        ))
     }
 }
 
@@ -169,7 +177,9 @@ where
                 Ok(p) => permit = Some(p),
                 Err(_) => {
                     metrics::counter!(RPC_SHED).increment(1);
-                    let status = Status::resource_exhausted("roster is at its concurrency limit; retry with backoff");
+                    let status = Status::resource_exhausted(
+                        "roster is at its concurrency limit; retry with backoff",
+                    );
                     finish(&span, method, status.code() as i32);
                     return Box::pin(async move { Ok(status.into_http()) });
                 }

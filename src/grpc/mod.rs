@@ -1,9 +1,9 @@
 //! Where requests enter: one tonic service per proto service. Handlers convert proto to domain,
 //! call the store, and convert back; the rules live in `domain`, the SQL in `store`.
 pub mod codec;
-pub mod gate;
 pub mod convert;
 mod events;
+pub mod gate;
 mod lifecycle;
 pub mod product_client;
 mod roles;

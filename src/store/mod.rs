@@ -172,7 +172,10 @@ impl Store {
                 (pool.size(), pool.num_idle())
             }
         };
-        PoolStatus { size, in_use: size.saturating_sub(u32::try_from(idle).unwrap_or(u32::MAX)) }
+        PoolStatus {
+            size,
+            in_use: size.saturating_sub(u32::try_from(idle).unwrap_or(u32::MAX)),
+        }
     }
 
     /// True when the database answers.

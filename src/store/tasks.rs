@@ -214,7 +214,10 @@ impl Store {
     }
 
     pub async fn task_queue(&self) -> Result<TaskQueue> {
-        let depth = task::Entity::find().filter(T::Status.is_in(ACTIVE)).count(self.conn()).await?;
+        let depth = task::Entity::find()
+            .filter(T::Status.is_in(ACTIVE))
+            .count(self.conn())
+            .await?;
         let oldest: Option<i64> = task::Entity::find()
             .select_only()
             .column(T::CreatedAt)

@@ -8,6 +8,7 @@ use tokio::task::JoinSet;
 
 use super::Hub;
 use super::products::{ProductCall, Products, RetryPolicy};
+use crate::telemetry::metrics::{PRODUCT_HOOK_FAILURES, TASK_DURATION, TASK_ITEM_DURATION};
 use std::collections::BTreeMap;
 
 use crate::domain::task::{ItemOutcome, TaskPayload};
@@ -122,7 +123,10 @@ async fn run_task(worker: &Worker, owner: &str, claimed: Claimed) {
         claimed.id.clone(),
         lost.clone(),
     ));
+    let started = std::time::Instant::now();
     let outcome = run_items(worker, owner, &claimed, &lost).await;
+    metrics::histogram!(TASK_DURATION, "kind" => claimed.kind.as_str())
+        .record(started.elapsed().as_secs_f64());
     heartbeat.abort();
     match outcome {
         Ok(Finish::AllDone) => {
@@ -169,6 +173,7 @@ async fn run_items(
         if !config.item_delay.is_zero() {
             tokio::time::sleep(config.item_delay).await;
         }
+        let item_started = std::time::Instant::now();
         // Products first (a crash here repeats the calls, with the same idempotency key); then
         // roster's own effect commits together with the item's outcome.
         let outcome = match tell_products(worker, owner, claimed, &item).await? {
@@ -178,6 +183,8 @@ async fn run_items(
         };
         match store.commit_item(claimed, owner, &item, &outcome).await? {
             ItemCommit::Done => {
+                metrics::histogram!(TASK_ITEM_DURATION, "kind" => claimed.kind.as_str())
+                    .record(item_started.elapsed().as_secs_f64());
                 hub.task_changed(&claimed.id);
                 hub.events_appended();
             }
@@ -234,6 +241,8 @@ async fn tell_products(
         while let Some(joined) = calls.join_next().await {
             if let Ok((name, result)) = joined {
                 if let Err(why) = &result {
+                    metrics::counter!(PRODUCT_HOOK_FAILURES, "product" => name.clone())
+                        .increment(1);
                     tracing::warn!(product = %name, user_id = %item.user_id, attempt, error = %why, "product call failed");
                 }
                 outcomes.insert(name, result);

@@ -22,8 +22,9 @@ pub const DB_POOL_IN_USE: &str = "roster_db_pool_connections_in_use";
 pub const DB_POOL_SIZE: &str = "roster_db_pool_connections";
 
 /// Buckets for request and task latencies, in seconds.
-const BUCKETS: [f64; 14] =
-    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+const BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 /// The process-wide recorder (installed once, however many servers the process runs).
 pub fn handle() -> &'static PrometheusHandle {
@@ -55,18 +56,22 @@ pub async fn serve(listener: TcpListener, hub: Hub) {
         let body = handle.render();
         tokio::spawn(async move {
             let mut request = [0u8; 1024];
-            let n = match tokio::time::timeout(Duration::from_secs(5), socket.read(&mut request)).await {
+            let n = match tokio::time::timeout(Duration::from_secs(5), socket.read(&mut request))
+                .await
+            {
                 Ok(Ok(n)) => n,
                 _ => return,
             };
             let head = String::from_utf8_lossy(&request[..n]);
-            let response = if head.starts_with("GET /metrics ") || head.starts_with("GET /metrics?") {
+            let response = if head.starts_with("GET /metrics ") || head.starts_with("GET /metrics?")
+            {
                 format!(
                     "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                     body.len()
                 )
             } else {
-                "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_owned()
+                "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                    .to_owned()
             };
             let _ = socket.write_all(response.as_bytes()).await;
             let _ = socket.shutdown().await;

@@ -15,10 +15,8 @@ pub struct Telemetry {
 
 impl Drop for Telemetry {
     fn drop(&mut self) {
-        if let Some(provider) = self.provider.take() {
-            if let Err(err) = provider.shutdown() {
-                eprintln!("flushing traces failed: {err}");
-            }
+        if let Some(Err(err)) = self.provider.take().map(|p| p.shutdown()) {
+            eprintln!("flushing traces failed: {err}");
         }
     }
 }
@@ -33,7 +31,9 @@ pub fn init(format: LogFormat) -> anyhow::Result<Telemetry> {
     let filter = EnvFilter::try_from_env("ROSTER_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let provider = match std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT") {
         Ok(endpoint) if !endpoint.is_empty() => {
-            let exporter = opentelemetry_otlp::SpanExporter::builder().with_tonic().build()?;
+            let exporter = opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .build()?;
             let resource = opentelemetry_sdk::Resource::builder()
                 .with_service_name(
                     std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| "roster".into()),
@@ -53,8 +53,12 @@ pub fn init(format: LogFormat) -> anyhow::Result<Telemetry> {
         .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("roster")));
     let registry = Registry::default().with(filter).with(otel);
     match format {
-        LogFormat::Json => registry.with(fmt::layer().json().with_writer(std::io::stderr)).try_init()?,
-        LogFormat::Pretty => registry.with(fmt::layer().with_writer(std::io::stderr)).try_init()?,
+        LogFormat::Json => registry
+            .with(fmt::layer().json().with_writer(std::io::stderr))
+            .try_init()?,
+        LogFormat::Pretty => registry
+            .with(fmt::layer().with_writer(std::io::stderr))
+            .try_init()?,
     }
     if provider.is_some() {
         tracing::info!("exporting traces over OTLP");

@@ -156,6 +156,7 @@ impl RosterProcess {
         let child = Command::new(env!("CARGO_BIN_EXE_roster"))
             .arg("serve")
             .args(["--listen", &addr, "--database-url", database_url])
+            .args(["--metrics-listen", "127.0.0.1:0"])
             .args(extra)
             .env("ROSTER_LOG", "info")
             .env("NO_COLOR", "1")
