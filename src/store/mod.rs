@@ -7,7 +7,7 @@ mod roles;
 mod tasks;
 mod users;
 
-pub use events::EventPage;
+pub use events::FEED_WRITERS_LOCK;
 pub use tasks::{Claimed, ItemCommit, NewTask, PendingItem};
 pub use users::UserPage;
 

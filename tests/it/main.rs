@@ -6,8 +6,11 @@
 
 mod harness;
 
+mod feed;
 mod lifecycle;
 mod migrations;
+mod product_support;
+mod products;
 mod roles;
 mod serving;
 mod task_crash;
