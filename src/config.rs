@@ -239,3 +239,57 @@ impl Default for Config {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_secret(secret: Option<&str>, file: Option<PathBuf>) -> Config {
+        Config {
+            user_token_secret: secret.map(|s| Secret(s.to_owned())),
+            user_token_secret_file: file,
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn the_user_token_secret_comes_from_a_flag_or_a_file_never_both() {
+        let long = "0123456789abcdef0123456789abcdef";
+        assert!(with_secret(None, None).user_tokens().unwrap().is_none());
+        assert!(
+            with_secret(Some(long), None)
+                .user_tokens()
+                .unwrap()
+                .is_some()
+        );
+        assert!(with_secret(Some("short"), None).user_tokens().is_err());
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        std::fs::write(&path, format!("{long}\n")).unwrap();
+        let from_file = with_secret(None, Some(path.clone())).user_tokens().unwrap();
+        let from_flag = with_secret(Some(long), None).user_tokens().unwrap();
+        let (Some(from_file), Some(from_flag)) = (from_file, from_flag) else {
+            panic!("both configured");
+        };
+        // The trailing newline is not part of the secret: both sign alike.
+        let token = from_file.issue("u1", 0, None, None).unwrap().token;
+        assert!(from_flag.verify(&token, 0).is_ok());
+        assert!(with_secret(Some(long), Some(path)).user_tokens().is_err());
+        let missing = dir.path().join("missing");
+        assert!(with_secret(None, Some(missing)).user_tokens().is_err());
+    }
+
+    #[test]
+    fn secrets_do_not_show_in_debug_output() {
+        let config = with_secret(Some("0123456789abcdef0123456789abcdef"), None);
+        assert!(!format!("{config:?}").contains("0123456789abcdef"));
+    }
+
+    #[test]
+    fn the_presence_window_flag_defaults_to_60_seconds_and_refuses_0() {
+        let cli = Cli::try_parse_from(["roster"]).unwrap();
+        assert_eq!(cli.serve.presence_window_seconds, 60);
+        assert!(Cli::try_parse_from(["roster", "--presence-window-seconds", "0"]).is_err());
+    }
+}

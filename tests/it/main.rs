@@ -6,9 +6,13 @@
 
 mod harness;
 
+mod devices;
 mod migrations;
+mod moderation;
+mod presence;
 mod roles;
 mod serving;
+mod tokens;
 mod users_partial;
 mod users_query;
 mod users_upsert;
