@@ -2,10 +2,9 @@
 //! queue instead of racing (a second identical block finds the first one).
 use sea_orm::{
     ActiveValue::{Set, Unchanged},
-    ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr,
+    sea_query::ExprTrait,
 };
-
-use sea_orm::sea_query::ExprTrait;
 
 use super::Store;
 use super::entities::user::{self, Column as U};
@@ -155,7 +154,14 @@ impl Store {
             created_at: Set(now),
         })
         .exec_without_returning(&tx.txn)
-        .await?;
+        .await
+        .map_err(|err| match err.sql_err() {
+            // The blocked user was hard-deleted after we looked it up.
+            Some(SqlErr::ForeignKeyConstraintViolation(_)) => {
+                Error::UserNotFound(blocked_user_id.to_owned())
+            }
+            _ => err.into(),
+        })?;
         touch_updated_at(&tx.txn, user_id, now).await?;
         user.blocked_user_ids.push(blocked_user_id.to_owned());
         user.updated_at = now;

@@ -203,3 +203,21 @@ async fn devices_are_checked() {
     assert_reason(&listing, Code::NotFound, "USER_NOT_FOUND");
     assert_eq!(list(&srv, "u1").await.len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_creates_never_leave_more_than_25_devices() {
+    let srv = std::sync::Arc::new(TestServer::start().await);
+    srv.upsert_ok([user("u1")]).await;
+
+    let creates: Vec<_> = (0..30)
+        .map(|i| {
+            let srv = std::sync::Arc::clone(&srv);
+            tokio::spawn(async move { create(&srv, device("u1", &format!("d{i}"))).await })
+        })
+        .collect();
+    for create in creates {
+        create.await.expect("task").expect("CreateDevice");
+    }
+
+    assert_eq!(list(&srv, "u1").await.len(), 25);
+}

@@ -553,3 +553,26 @@ async fn hard_deletion_removes_devices_and_every_block_so_a_reused_id_inherits_n
     assert!(!reborn.banned, "{reborn:?}");
     assert!(banned_list(&srv, false, 0, "").await.bans.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_identical_blocks_make_one_block() {
+    let srv = std::sync::Arc::new(TestServer::start().await);
+    srv.upsert_ok([user("u1"), user("u2")]).await;
+
+    let blocks: Vec<_> = (0..6)
+        .map(|_| {
+            let srv = std::sync::Arc::clone(&srv);
+            tokio::spawn(async move { block(&srv, "u1", "u2").await })
+        })
+        .collect();
+    let mut made = Vec::new();
+    for b in blocks {
+        made.push(b.await.expect("task").expect("BlockUsers"));
+    }
+
+    assert!(
+        made.windows(2).all(|w| w[0] == w[1]),
+        "all see one block: {made:?}"
+    );
+    assert_eq!(srv.get_ok("u1").await.blocked_user_ids, ["u2"]);
+}

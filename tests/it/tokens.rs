@@ -250,6 +250,7 @@ async fn a_deactivated_user_is_refused_and_accepted_again_once_reactivated() {
     let refused = expect_err(verify(&srv, &token).await);
 
     assert_reason(&refused, Code::PermissionDenied, "USER_DEACTIVATED");
+    assert!(srv.get_ok("u1").await.deactivated_at.is_some());
     srv.users()
         .reactivate_user(ReactivateUserRequest {
             user_id: "u1".to_owned(),
@@ -289,6 +290,18 @@ async fn a_deleted_user_is_refused() {
     let hard_refused = expect_err(verify(&srv, &hard).await);
 
     assert_reason(&soft_refused, Code::PermissionDenied, "USER_DELETED");
+    let deleted = srv
+        .users()
+        .get_user(roster::pb::GetUserRequest {
+            id: "soft".to_owned(),
+            include_deleted: true,
+        })
+        .await
+        .expect("GetUser include_deleted")
+        .into_inner()
+        .user
+        .expect("a user");
+    assert!(deleted.deleted_at.is_some(), "{deleted:?}");
     assert_reason(&hard_refused, Code::Unauthenticated, "USER_NOT_FOUND");
     let issue = expect_err(create_token(&srv, "soft", None).await);
     assert_reason(&issue, Code::FailedPrecondition, "USER_DELETED");
