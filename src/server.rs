@@ -9,17 +9,20 @@ use tonic_health::ServingStatus;
 
 use crate::config::Config;
 use crate::grpc::product_client::ProductClients;
-use crate::grpc::{EventApi, RoleApi, TaskApi, UserApi};
+use crate::grpc::{DeviceApi, EventApi, ModerationApi, RoleApi, TaskApi, TokenApi, UserApi};
 use crate::pb;
 use crate::store::Store;
 use crate::tasks::{Hub, NoProducts, Products, spawn_workers};
 
 /// Services whose health is reported by name, besides the overall "" entry.
-const SERVICE_NAMES: [&str; 4] = [
+const SERVICE_NAMES: [&str; 7] = [
     "roster.v1.EventService",
     "roster.v1.UserService",
     "roster.v1.RoleService",
     "roster.v1.TaskService",
+    "roster.v1.ModerationService",
+    "roster.v1.DeviceService",
+    "roster.v1.TokenService",
 ];
 
 /// Runs roster on `listener` until `shutdown` resolves.
@@ -32,6 +35,12 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let user_tokens = config.user_tokens()?;
+    if user_tokens.is_none() {
+        tracing::info!(
+            "no user-token secret configured: CreateUserToken and VerifyUserToken are off"
+        );
+    }
     let (health, health_service) = tonic_health::server::health_reporter();
     set_health(&health, ServingStatus::NotServing).await;
 
@@ -41,7 +50,10 @@ pub async fn run(
         result = migrated => result?,
         () = &mut shutdown => return Ok(()),
     }
-    let store = Store::connect(&config.database_url, config.database_max_connections).await?;
+    let store = Store::connect(&config.database_url, config.database_max_connections)
+        .await?
+        .with_clock(config.clock.clone())
+        .with_presence(config.presence());
     let hub = Hub::default();
     let products: Arc<dyn Products> = if config.products.is_empty() {
         Arc::new(NoProducts)
@@ -71,6 +83,15 @@ pub async fn run(
         ))
         .add_service(pb::task_service_server::TaskServiceServer::new(
             TaskApi::new(store.clone(), hub.clone()),
+        ))
+        .add_service(pb::moderation_service_server::ModerationServiceServer::new(
+            ModerationApi::new(store.clone(), hub.clone()),
+        ))
+        .add_service(pb::device_service_server::DeviceServiceServer::new(
+            DeviceApi::new(store.clone(), hub.clone()),
+        ))
+        .add_service(pb::token_service_server::TokenServiceServer::new(
+            TokenApi::new(store.clone(), hub.clone(), user_tokens),
         ));
 
     let addr = listener.local_addr()?;

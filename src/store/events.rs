@@ -12,12 +12,13 @@ use sea_orm::{
     ActiveValue::{NotSet, Set},
     ConnectionTrait, DatabaseBackend, EntityTrait, Statement,
 };
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::Store;
 use super::entities::{event_horizon, user, user_event};
+use crate::domain::device::Device;
 use crate::domain::event::{Actor, Event, EventKind};
-use crate::domain::time::now_micros;
 use crate::domain::user::{Micros, User};
 use crate::error::{Error, Result};
 
@@ -34,13 +35,32 @@ pub(crate) struct NewEvent {
     pub role: Option<String>,
 }
 
+/// A user as an event stores it: the row, plus the rows of its own (devices, blocks). The row's
+/// fields stay at the top level, so snapshots written before devices and blocks existed read as
+/// a user without any.
+#[derive(Serialize, Deserialize)]
+struct Snapshot {
+    #[serde(flatten)]
+    row: user::Model,
+    #[serde(default)]
+    devices: Vec<Device>,
+    #[serde(default)]
+    blocked_user_ids: Vec<String>,
+}
+
 impl NewEvent {
+    /// An event about `user`, which must carry its devices and blocks (see
+    /// `users::attach_relations`): the snapshot is the user as it is after the change.
     pub fn user(kind: EventKind, user: &User) -> Self {
-        let model = user::Model::from(user);
+        let snapshot = Snapshot {
+            row: user::Model::from(user),
+            devices: user.devices.clone(),
+            blocked_user_ids: user.blocked_user_ids.clone(),
+        };
         NewEvent {
             kind,
-            user_id: model.id.clone(),
-            snapshot: serde_json::to_value(&model).ok(),
+            user_id: user.fields.id.clone(),
+            snapshot: serde_json::to_value(&snapshot).ok(),
             role: None,
         }
     }
@@ -64,10 +84,12 @@ impl NewEvent {
     }
 }
 
-/// Appends events inside the caller's transaction, after the writes they describe.
+/// Appends events inside the caller's transaction, after the writes they describe. `at` is the
+/// time of the change (the writer's `now`).
 pub(crate) async fn append(
     txn: &impl ConnectionTrait,
     actor: &Actor,
+    at: Micros,
     events: Vec<NewEvent>,
 ) -> Result<()> {
     if events.is_empty() {
@@ -81,7 +103,6 @@ pub(crate) async fn append(
         ))
         .await?;
     }
-    let at = now_micros();
     let rows = events.into_iter().map(|e| user_event::ActiveModel {
         sequence: NotSet,
         kind: Set(e.kind.as_str().to_owned()),
@@ -178,10 +199,14 @@ fn to_event(row: user_event::Model) -> Result<Event> {
     let kind = EventKind::parse(&row.kind)
         .ok_or_else(|| Error::Internal(format!("unknown event kind {}", row.kind)))?;
     let user = match row.snapshot {
-        Some(snapshot) => Some(User::from(
-            serde_json::from_value::<user::Model>(snapshot)
-                .map_err(|e| Error::Internal(format!("event {} snapshot: {e}", row.sequence)))?,
-        )),
+        Some(snapshot) => {
+            let snapshot = serde_json::from_value::<Snapshot>(snapshot)
+                .map_err(|e| Error::Internal(format!("event {} snapshot: {e}", row.sequence)))?;
+            let mut user = User::from(snapshot.row);
+            user.devices = snapshot.devices;
+            user.blocked_user_ids = snapshot.blocked_user_ids;
+            Some(user)
+        }
         None => None,
     };
     Ok(Event {
@@ -193,4 +218,71 @@ fn to_event(row: user_event::Model) -> Result<Event> {
         user,
         role: row.role,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::device::NewDevice;
+    use crate::domain::moderation::Ban;
+    use crate::domain::user::UserFields;
+
+    fn event_row(snapshot: Value) -> user_event::Model {
+        user_event::Model {
+            sequence: 1,
+            kind: "user.updated".into(),
+            user_id: "u1".into(),
+            actor: "server".into(),
+            caller: None,
+            created_by_id: None,
+            at: 5,
+            snapshot: Some(snapshot),
+            role: None,
+        }
+    }
+
+    #[test]
+    fn snapshots_carry_the_ban_devices_and_blocks() {
+        let mut user = User::new(UserFields::with_id("u1"), 1);
+        user.ban = Some(Ban {
+            banned_at: 2,
+            expires: Some(3),
+            reason: Some("spam".into()),
+            shadow: true,
+            banned_by_id: Some("mod".into()),
+        });
+        user.devices = vec![
+            NewDevice {
+                id: "d1".into(),
+                push_provider: "apn".into(),
+                ..Default::default()
+            }
+            .device(4)
+            .unwrap(),
+        ];
+        user.blocked_user_ids = vec!["u2".into()];
+        let snapshot = NewEvent::user(EventKind::UserUpdated, &user)
+            .snapshot
+            .unwrap();
+        let event = to_event(event_row(snapshot)).unwrap();
+        assert_eq!(event.user, Some(user));
+    }
+
+    #[test]
+    fn snapshots_from_before_moderation_still_read() {
+        let user = User::new(UserFields::with_id("u1"), 1);
+        let mut old = serde_json::to_value(user::Model::from(&user)).unwrap();
+        let row = old.as_object_mut().unwrap();
+        for gone in [
+            "banned_at",
+            "ban_expires",
+            "ban_reason",
+            "shadow_banned",
+            "banned_by_id",
+        ] {
+            row.remove(gone);
+        }
+        let event = to_event(event_row(old)).unwrap();
+        assert_eq!(event.user, Some(user));
+    }
 }

@@ -6,9 +6,12 @@
 
 mod harness;
 
+mod devices;
 mod feed;
 mod lifecycle;
 mod migrations;
+mod moderation;
+mod presence;
 mod product_support;
 mod products;
 mod roles;
@@ -17,6 +20,7 @@ mod task_crash;
 mod task_replicas;
 mod task_support;
 mod tasks;
+mod tokens;
 mod users_partial;
 mod users_query;
 mod users_upsert;
