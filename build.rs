@@ -3,12 +3,15 @@
 use std::{env, path::PathBuf};
 
 /// What roster serves (and reflection lists).
-const SERVED: [&str; 5] = [
+const SERVED: [&str; 8] = [
     "proto/roster/v1/user.proto",
     "proto/roster/v1/user_service.proto",
     "proto/roster/v1/role_service.proto",
     "proto/roster/v1/task_service.proto",
     "proto/roster/v1/event_service.proto",
+    "proto/roster/v1/moderation_service.proto",
+    "proto/roster/v1/device_service.proto",
+    "proto/roster/v1/token_service.proto",
 ];
 
 /// What products serve and roster calls: generated, but not listed by roster's reflection.

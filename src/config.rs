@@ -1,8 +1,14 @@
 //! Configuration: flags, each with a `ROSTER_*` environment variable (clap's `env`), flags first.
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::domain::presence::{DEFAULT_PRESENCE_WINDOW, Presence};
+use crate::domain::time::Clock;
+use crate::domain::token::UserTokens;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -167,6 +173,21 @@ pub struct Config {
     /// replicas.
     #[arg(long, env = "ROSTER_MAX_CONNECTION_AGE_SECONDS", default_value_t = 300)]
     pub max_connection_age_seconds: u64,
+    /// Secret that signs and verifies user tokens (HS256; at least 32 bytes). Without one,
+    /// CreateUserToken and VerifyUserToken answer FAILED_PRECONDITION.
+    #[arg(long, env = "ROSTER_USER_TOKEN_SECRET", hide_env_values = true)]
+    pub user_token_secret: Option<Secret>,
+    /// File holding the user-token secret (one trailing newline is ignored); instead of
+    /// `--user-token-secret`.
+    #[arg(long, env = "ROSTER_USER_TOKEN_SECRET_FILE")]
+    pub user_token_secret_file: Option<PathBuf>,
+    /// Seconds a user counts as online after its last successful token verification.
+    #[arg(long, env = "ROSTER_PRESENCE_WINDOW_SECONDS", default_value_t = DEFAULT_PRESENCE_WINDOW.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    pub presence_window_seconds: u64,
+    /// Where every instant comes from. Not a flag: tests start a server with a clock they
+    /// advance (bans expire, tokens expire, presence fades) instead of sleeping.
+    #[arg(skip)]
+    pub clock: Clock,
     /// Test hook: milliseconds to pause before each task item.
     #[arg(
         long,
@@ -175,6 +196,30 @@ pub struct Config {
         hide = true
     )]
     pub task_item_delay_ms: u64,
+}
+
+/// A secret from the command line or the environment; `Debug` never shows it.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
 }
 
 impl Config {
@@ -208,6 +253,39 @@ impl Config {
         } else {
             self.listen
         }
+    }
+
+    /// The user-token signer, from `--user-token-secret` or the file it names; `None` when
+    /// neither is given. Fails on both at once, an unreadable file or a secret under 32 bytes,
+    /// so that a misconfigured server does not start.
+    pub fn user_tokens(&self) -> anyhow::Result<Option<UserTokens>> {
+        let secret = match (&self.user_token_secret, &self.user_token_secret_file) {
+            (Some(_), Some(_)) => anyhow::bail!(
+                "give the user-token secret once: --user-token-secret (ROSTER_USER_TOKEN_SECRET) \
+                 or --user-token-secret-file (ROSTER_USER_TOKEN_SECRET_FILE), not both"
+            ),
+            (Some(secret), None) => secret.expose().as_bytes().to_vec(),
+            (None, Some(path)) => {
+                let mut bytes = std::fs::read(path).with_context(|| {
+                    format!("reading the user-token secret from {}", path.display())
+                })?;
+                if bytes.ends_with(b"\n") {
+                    bytes.pop();
+                    if bytes.ends_with(b"\r") {
+                        bytes.pop();
+                    }
+                }
+                bytes
+            }
+            (None, None) => return Ok(None),
+        };
+        UserTokens::new(&secret)
+            .map(Some)
+            .map_err(|why| anyhow::anyhow!(why))
+    }
+
+    pub fn presence(&self) -> Presence {
+        Presence::new(Duration::from_secs(self.presence_window_seconds))
     }
 
     pub fn worker(&self) -> crate::tasks::WorkerConfig {
@@ -260,6 +338,64 @@ impl Default for Config {
             max_message_bytes: 4 * 1024 * 1024,
             request_timeout_seconds: 30,
             max_connection_age_seconds: 300,
+            user_token_secret: None,
+            user_token_secret_file: None,
+            presence_window_seconds: DEFAULT_PRESENCE_WINDOW.as_secs(),
+            clock: Clock::default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_secret(secret: Option<&str>, file: Option<PathBuf>) -> Config {
+        Config {
+            user_token_secret: secret.map(|s| Secret(s.to_owned())),
+            user_token_secret_file: file,
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn the_user_token_secret_comes_from_a_flag_or_a_file_never_both() {
+        let long = "0123456789abcdef0123456789abcdef";
+        assert!(with_secret(None, None).user_tokens().unwrap().is_none());
+        assert!(
+            with_secret(Some(long), None)
+                .user_tokens()
+                .unwrap()
+                .is_some()
+        );
+        assert!(with_secret(Some("short"), None).user_tokens().is_err());
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        std::fs::write(&path, format!("{long}\n")).unwrap();
+        let from_file = with_secret(None, Some(path.clone())).user_tokens().unwrap();
+        let from_flag = with_secret(Some(long), None).user_tokens().unwrap();
+        let (Some(from_file), Some(from_flag)) = (from_file, from_flag) else {
+            panic!("both configured");
+        };
+        // The trailing newline is not part of the secret: both sign alike.
+        let token = from_file.issue("u1", 0, None, None).unwrap().token;
+        assert!(from_flag.verify(&token, 0).is_ok());
+        assert!(with_secret(Some(long), Some(path)).user_tokens().is_err());
+        let missing = dir.path().join("missing");
+        assert!(with_secret(None, Some(missing)).user_tokens().is_err());
+    }
+
+    #[test]
+    fn secrets_do_not_show_in_debug_output() {
+        let config = with_secret(Some("0123456789abcdef0123456789abcdef"), None);
+        assert!(!format!("{config:?}").contains("0123456789abcdef"));
+    }
+
+    #[test]
+    fn the_presence_window_flag_defaults_to_60_seconds_and_refuses_0() {
+        let cli = Cli::try_parse_from(["roster"]).unwrap();
+        assert_eq!(cli.serve.presence_window_seconds, 60);
+        assert!(Cli::try_parse_from(["roster", "--presence-window-seconds", "0"]).is_err());
     }
 }

@@ -46,6 +46,19 @@ pub enum Error {
     EventsPurged { after: i64, purged_through: i64 },
     #[error("task {0} has already finished")]
     TaskFinished(String),
+    #[error("device {device_id:?} of user {user_id} not found")]
+    DeviceNotFound { user_id: String, device_id: String },
+    /// No user-token secret is configured, so tokens can be neither issued nor verified.
+    #[error(
+        "user tokens are not configured on this server (set --user-token-secret or ROSTER_USER_TOKEN_SECRET[_FILE])"
+    )]
+    UserTokensDisabled,
+    /// The token does not prove who the caller is.
+    #[error("{0}")]
+    TokenRejected(TokenRejection),
+    /// The token is good, but its user may not act.
+    #[error("user {user_id} may not act: {reason}")]
+    UserForbidden { user_id: String, reason: Forbidden },
     /// The database cannot be reached right now; the caller may retry.
     #[error("database unavailable")]
     Unavailable(#[source] sea_orm::DbErr),
@@ -53,6 +66,33 @@ pub enum Error {
     Database(#[source] sea_orm::DbErr),
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// Why a user token does not authenticate anyone.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenRejection {
+    /// Not a JWT, not HS256, not signed with the configured secret, or without `user_id`.
+    #[error("token is invalid: {0}")]
+    Invalid(String),
+    #[error("token of user {0} has expired")]
+    Expired(String),
+    /// Issued before the user's `revoke_tokens_issued_before` (or without `iat` while that is set).
+    #[error("token of user {0} was revoked")]
+    Revoked(String),
+    /// A well-signed token for a user roster does not know (never created, or hard-deleted).
+    #[error("token names user {0}, which does not exist")]
+    UnknownUser(String),
+}
+
+/// Why a user with a good token may not act.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Forbidden {
+    #[error("the user is deactivated")]
+    Deactivated,
+    #[error("the user is deleted")]
+    Deleted,
+    #[error("the user is banned")]
+    Banned,
 }
 
 impl Error {

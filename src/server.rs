@@ -10,17 +10,20 @@ use tonic_health::ServingStatus;
 use crate::config::Config;
 use crate::grpc::gate::GateLayer;
 use crate::grpc::product_client::ProductClients;
-use crate::grpc::{EventApi, RoleApi, TaskApi, UserApi};
+use crate::grpc::{DeviceApi, EventApi, ModerationApi, RoleApi, TaskApi, TokenApi, UserApi};
 use crate::pb;
 use crate::store::Store;
 use crate::tasks::{Hub, NoProducts, Products, spawn_workers};
 
 /// Services whose health is reported by name, besides the overall "" entry.
-const SERVICE_NAMES: [&str; 4] = [
+const SERVICE_NAMES: [&str; 7] = [
     "roster.v1.EventService",
     "roster.v1.UserService",
     "roster.v1.RoleService",
     "roster.v1.TaskService",
+    "roster.v1.ModerationService",
+    "roster.v1.DeviceService",
+    "roster.v1.TokenService",
 ];
 
 /// Runs roster on `listener` until `shutdown` resolves.
@@ -42,6 +45,12 @@ pub async fn run(
     }
     if config.api_secrets.is_empty() {
         tracing::warn!(%addr, "no API secrets configured: callers are not authenticated");
+    }
+    let user_tokens = config.user_tokens()?;
+    if user_tokens.is_none() {
+        tracing::info!(
+            "no user-token secret configured: CreateUserToken and VerifyUserToken are off"
+        );
     }
     let (health, health_service) = tonic_health::server::health_reporter();
     set_health(&health, ServingStatus::NotServing).await;
@@ -89,6 +98,11 @@ pub async fn run(
         store.clone(),
         hub.clone(),
     ));
+    let store = Store::connect(&config.database_url, config.database_max_connections)
+        .await?
+        .with_clock(config.clock.clone())
+        .with_presence(config.presence());
+    let hub = Hub::default();
     let products: Arc<dyn Products> = if config.products.is_empty() {
         Arc::new(NoProducts)
     } else {
@@ -145,6 +159,28 @@ pub async fn run(
             pb::task_service_server::TaskServiceServer::new(TaskApi::new(
                 store.clone(),
                 hub.clone(),
+            ))
+            .max_decoding_message_size(max),
+        )
+        .add_service(
+            pb::moderation_service_server::ModerationServiceServer::new(ModerationApi::new(
+                store.clone(),
+                hub.clone(),
+            ))
+            .max_decoding_message_size(max),
+        )
+        .add_service(
+            pb::device_service_server::DeviceServiceServer::new(DeviceApi::new(
+                store.clone(),
+                hub.clone(),
+            ))
+            .max_decoding_message_size(max),
+        )
+        .add_service(
+            pb::token_service_server::TokenServiceServer::new(TokenApi::new(
+                store.clone(),
+                hub.clone(),
+                user_tokens,
             ))
             .max_decoding_message_size(max),
         );

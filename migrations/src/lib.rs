@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 mod m0001_users_and_roles;
 mod m0002_tasks;
 mod m0003_events;
+mod m0004_moderation;
 
 pub struct Migrator;
 
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0001_users_and_roles::Migration),
             Box::new(m0002_tasks::Migration),
             Box::new(m0003_events::Migration),
+            Box::new(m0004_moderation::Migration),
         ]
     }
 }

@@ -36,12 +36,19 @@ pub enum EventKind {
     UserRestored,
     UserPruned,
     UserHardDeleted,
+    UserBanned,
+    UserUnbanned,
+    UserBlocked,
+    UserUnblocked,
+    UserDeviceAdded,
+    UserDeviceRemoved,
+    UserTokensRevoked,
     RoleCreated,
     RoleDeleted,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 10] = [
+    pub const ALL: [EventKind; 17] = [
         EventKind::UserCreated,
         EventKind::UserUpdated,
         EventKind::UserDeactivated,
@@ -50,6 +57,13 @@ impl EventKind {
         EventKind::UserRestored,
         EventKind::UserPruned,
         EventKind::UserHardDeleted,
+        EventKind::UserBanned,
+        EventKind::UserUnbanned,
+        EventKind::UserBlocked,
+        EventKind::UserUnblocked,
+        EventKind::UserDeviceAdded,
+        EventKind::UserDeviceRemoved,
+        EventKind::UserTokensRevoked,
         EventKind::RoleCreated,
         EventKind::RoleDeleted,
     ];
@@ -64,6 +78,13 @@ impl EventKind {
             EventKind::UserRestored => "user.restored",
             EventKind::UserPruned => "user.pruned",
             EventKind::UserHardDeleted => "user.hard_deleted",
+            EventKind::UserBanned => "user.banned",
+            EventKind::UserUnbanned => "user.unbanned",
+            EventKind::UserBlocked => "user.blocked",
+            EventKind::UserUnblocked => "user.unblocked",
+            EventKind::UserDeviceAdded => "user.device_added",
+            EventKind::UserDeviceRemoved => "user.device_removed",
+            EventKind::UserTokensRevoked => "user.tokens_revoked",
             EventKind::RoleCreated => "role.created",
             EventKind::RoleDeleted => "role.deleted",
         }

@@ -1,9 +1,13 @@
+pub mod device;
 pub mod event;
 pub mod filter;
 pub mod lifecycle;
+pub mod moderation;
 pub mod partial;
+pub mod presence;
 pub mod query;
 pub mod role;
 pub mod task;
 pub mod time;
+pub mod token;
 pub mod user;

@@ -1,11 +1,40 @@
 //! Instants: roster stores and compares microseconds since the Unix epoch; callers see RFC 3339
 //! strings (in JSON: filters, partial updates) or protobuf Timestamps.
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use super::user::Micros;
 
+/// The system clock. Code that stamps or compares instants reads a [`Clock`] instead, so that
+/// tests can move time forward.
 pub fn now_micros() -> Micros {
     Utc::now().timestamp_micros()
+}
+
+/// Where roster reads the time: the system clock plus an offset that only ever grows.
+///
+/// Bans expire, tokens expire and presence fades with time. Tests check those without sleeping
+/// by advancing the clock the server was started with; clones share the offset. Time keeps
+/// flowing underneath, so deadlines, leases and ordering behave as in production, and instants
+/// never go backwards.
+#[derive(Debug, Clone, Default)]
+pub struct Clock {
+    offset: Arc<AtomicI64>,
+}
+
+impl Clock {
+    pub fn now(&self) -> Micros {
+        now_micros().saturating_add(self.offset.load(Ordering::Relaxed))
+    }
+
+    /// Moves this clock (and every clone of it) forward by `by`.
+    pub fn advance(&self, by: Duration) {
+        let by = i64::try_from(by.as_micros()).unwrap_or(i64::MAX);
+        self.offset.fetch_add(by, Ordering::Relaxed);
+    }
 }
 
 /// Parses an RFC 3339 instant (`2026-01-02T03:04:05Z`, any offset, any fraction precision,
@@ -25,6 +54,16 @@ pub fn format_rfc3339(micros: Micros) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_advanced_clock_runs_ahead_and_its_clones_follow() {
+        let clock = Clock::default();
+        let clone = clock.clone();
+        let before = clock.now();
+        clock.advance(Duration::from_secs(3600));
+        assert!(clone.now() >= before + 3_600_000_000);
+        assert!(clone.now() - now_micros() >= 3_600_000_000 - 1_000_000);
+    }
 
     #[test]
     fn round_trips_and_offsets() {

@@ -4,6 +4,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::device::Device;
+use super::moderation::Ban;
+
 /// Microseconds since the Unix epoch. Every instant roster stores has this form.
 pub type Micros = i64;
 
@@ -20,6 +23,12 @@ pub struct User {
     pub avg_response_time: Option<i32>,
     /// Set when the user was pruned or hard-deleted (it can no longer be restored).
     pub pruned_at: Option<Micros>,
+    /// The user's ban, in force or expired; see [`User::ban_in_force`].
+    pub ban: Option<Ban>,
+    /// Oldest first.
+    pub devices: Vec<Device>,
+    /// Oldest block first.
+    pub blocked_user_ids: Vec<String>,
 }
 
 /// What a caller sets: the whole of a replace, the result of a partial update.
@@ -128,6 +137,14 @@ pub fn id_problem(id: &str) -> Option<String> {
         return Some(format!("may contain only a-z A-Z 0-9 @ _ -, found {bad:?}"));
     }
     None
+}
+
+/// An id given in a request field of its own (`user_id`, `target_user_id`), checked.
+pub fn check_id(field: &str, id: &str) -> Result<(), crate::error::Error> {
+    match id_problem(id) {
+        Some(problem) => Err(crate::error::Error::invalid(field, problem)),
+        None => Ok(()),
+    }
 }
 
 /// How a role may be used, as the store knows it.
@@ -312,7 +329,15 @@ impl User {
             revoke_tokens_issued_before: None,
             avg_response_time: None,
             pruned_at: None,
+            ban: None,
+            devices: Vec::new(),
+            blocked_user_ids: Vec::new(),
         }
+    }
+
+    /// The ban that counts at `at`, if any: a ban past its expiry does not.
+    pub fn ban_in_force(&self, at: Micros) -> Option<&Ban> {
+        self.ban.as_ref().filter(|ban| ban.in_force(at))
     }
 }
 

@@ -2,6 +2,8 @@
 use prost_types::{ListValue, Struct, Timestamp, value::Kind};
 use serde_json::{Map, Number, Value};
 
+use crate::domain::device::Device;
+use crate::domain::presence::AsOf;
 use crate::domain::user::{
     Micros, PrivacySetting, PrivacySettings, PushNotifications, User, UserFields,
 };
@@ -131,44 +133,54 @@ pub fn user_fields(req: pb::UserRequest, at: &str) -> Result<UserFields, Error> 
     })
 }
 
-impl From<User> for pb::User {
-    fn from(u: User) -> Self {
-        let setting =
-            |s: Option<PrivacySetting>| s.map(|s| pb::PrivacySetting { enabled: s.enabled });
-        let f = u.fields;
-        pb::User {
-            id: f.id,
-            name: f.name,
-            image: f.image,
-            role: f.role,
-            custom: Some(json_to_struct(&f.custom)),
-            language: f.language,
-            invisible: f.invisible,
-            teams: f.teams,
-            teams_role: f.teams_role.into_iter().collect(),
-            privacy_settings: f.privacy_settings.map(|p| pb::PrivacySettings {
-                typing_indicators: setting(p.typing_indicators),
-                read_receipts: setting(p.read_receipts),
-                delivery_receipts: setting(p.delivery_receipts),
-            }),
-            push_notifications: f.push_notifications.map(|p| pb::PushNotificationSettings {
-                disabled: p.disabled,
-                disabled_until: p.disabled_until.map(timestamp),
-            }),
-            created_at: Some(timestamp(u.created_at)),
-            updated_at: Some(timestamp(u.updated_at)),
-            deactivated_at: u.deactivated_at.map(timestamp),
-            deleted_at: u.deleted_at.map(timestamp),
-            banned: false,
-            ban_expires: None,
-            shadow_banned: false,
-            blocked_user_ids: Vec::new(),
-            devices: Vec::new(),
-            online: false,
-            last_active: u.last_active.map(timestamp),
-            revoke_tokens_issued_before: u.revoke_tokens_issued_before.map(timestamp),
-            avg_response_time: u.avg_response_time,
-        }
+/// A user as callers see it at `as_of`: bans past their expiry and stale presence do not count.
+pub fn user(u: User, as_of: AsOf) -> pb::User {
+    let setting = |s: Option<PrivacySetting>| s.map(|s| pb::PrivacySetting { enabled: s.enabled });
+    let online = as_of.presence.online(&u, as_of.at);
+    let ban = u.ban_in_force(as_of.at).cloned();
+    let f = u.fields;
+    pb::User {
+        id: f.id,
+        name: f.name,
+        image: f.image,
+        role: f.role,
+        custom: Some(json_to_struct(&f.custom)),
+        language: f.language,
+        invisible: f.invisible,
+        teams: f.teams,
+        teams_role: f.teams_role.into_iter().collect(),
+        privacy_settings: f.privacy_settings.map(|p| pb::PrivacySettings {
+            typing_indicators: setting(p.typing_indicators),
+            read_receipts: setting(p.read_receipts),
+            delivery_receipts: setting(p.delivery_receipts),
+        }),
+        push_notifications: f.push_notifications.map(|p| pb::PushNotificationSettings {
+            disabled: p.disabled,
+            disabled_until: p.disabled_until.map(timestamp),
+        }),
+        created_at: Some(timestamp(u.created_at)),
+        updated_at: Some(timestamp(u.updated_at)),
+        deactivated_at: u.deactivated_at.map(timestamp),
+        deleted_at: u.deleted_at.map(timestamp),
+        banned: ban.as_ref().is_some_and(|b| !b.shadow),
+        ban_expires: ban.as_ref().and_then(|b| b.expires).map(timestamp),
+        shadow_banned: ban.as_ref().is_some_and(|b| b.shadow),
+        blocked_user_ids: u.blocked_user_ids,
+        devices: u.devices.into_iter().map(device).collect(),
+        online,
+        last_active: u.last_active.map(timestamp),
+        revoke_tokens_issued_before: u.revoke_tokens_issued_before.map(timestamp),
+        avg_response_time: u.avg_response_time,
+    }
+}
+
+pub fn device(d: Device) -> pb::Device {
+    pb::Device {
+        id: d.id,
+        push_provider: d.push_provider.as_str().to_owned(),
+        push_provider_name: d.push_provider_name,
+        voip: d.voip,
+        created_at: Some(timestamp(d.created_at)),
     }
 }
 

@@ -5,8 +5,9 @@ use tokio::sync::mpsc;
 use tokio_stream::{Stream, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status};
 
-use super::convert::timestamp;
+use super::convert::{self, timestamp};
 use crate::domain::event::{Event, EventFilter, EventKind};
+use crate::domain::presence::{AsOf, Presence};
 use crate::error::Error;
 use crate::feed::Follower;
 use crate::pb::{self, event_service_server::EventService};
@@ -24,19 +25,19 @@ impl EventApi {
     }
 }
 
-impl From<Event> for pb::UserChangeEvent {
-    fn from(e: Event) -> Self {
-        pb::UserChangeEvent {
-            sequence: e.sequence,
-            kind: e.kind.as_str().to_owned(),
-            user_id: e.user_id,
-            actor: e.actor.name().to_owned(),
-            caller: e.actor.caller,
-            created_by_id: e.actor.created_by_id,
-            at: Some(timestamp(e.at)),
-            user: e.user.map(Into::into),
-            role: e.role,
-        }
+/// An event as followers receive it. Its user is judged (bans, presence) at the event's time.
+fn event(e: Event, presence: Presence) -> pb::UserChangeEvent {
+    let as_of = AsOf { at: e.at, presence };
+    pb::UserChangeEvent {
+        sequence: e.sequence,
+        kind: e.kind.as_str().to_owned(),
+        user_id: e.user_id,
+        actor: e.actor.name().to_owned(),
+        caller: e.actor.caller,
+        created_by_id: e.actor.created_by_id,
+        at: Some(timestamp(e.at)),
+        user: e.user.map(|u| convert::user(u, as_of)),
+        role: e.role,
     }
 }
 
@@ -74,6 +75,7 @@ impl EventService for EventApi {
             filter,
         )
         .await?;
+        let presence = self.store.presence();
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(async move {
             loop {
@@ -83,9 +85,9 @@ impl EventService for EventApi {
                 };
                 match next {
                     Ok(Some(events)) => {
-                        for event in events {
+                        for e in events {
                             let item = pb::WatchUserEventsResponse {
-                                event: Some(event.into()),
+                                event: Some(event(e, presence)),
                             };
                             if tx.send(Ok(item)).await.is_err() {
                                 return;

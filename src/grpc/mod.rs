@@ -2,18 +2,24 @@
 //! call the store, and convert back; the rules live in `domain`, the SQL in `store`.
 pub mod codec;
 pub mod convert;
+mod devices;
 mod events;
 pub mod gate;
 mod lifecycle;
+mod moderation;
 pub mod product_client;
 mod roles;
 pub mod status;
 mod tasks;
+mod tokens;
 mod users;
 
+pub use devices::DeviceApi;
 pub use events::EventApi;
+pub use moderation::ModerationApi;
 pub use roles::RoleApi;
 pub use tasks::TaskApi;
+pub use tokens::TokenApi;
 pub use users::UserApi;
 
 /// The authenticated calling service, put into request extensions by authentication.

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use tonic::{Code, Status};
 use tonic_types::{BadRequest, ErrorDetails, ErrorInfo, FieldViolation, StatusExt};
 
-use crate::error::Error;
+use crate::error::{Error, Forbidden, TokenRejection};
 
 /// ErrorInfo domain of every roster error.
 const DOMAIN: &str = "roster";
@@ -16,6 +16,11 @@ impl From<Error> for Status {
             let metadata = HashMap::from([(key.to_owned(), value)]);
             let mut details = ErrorDetails::new();
             details.set_error_info(reason, DOMAIN, metadata);
+            Status::with_error_details(code, message.clone(), details)
+        };
+        let bare = |code: Code, reason: &str| {
+            let mut details = ErrorDetails::new();
+            details.set_error_info(reason, DOMAIN, HashMap::new());
             Status::with_error_details(code, message.clone(), details)
         };
         match err {
@@ -54,6 +59,30 @@ impl From<Error> for Status {
             ),
             Error::TaskFinished(id) => {
                 info(Code::FailedPrecondition, "TASK_FINISHED", "task_id", id)
+            }
+            Error::DeviceNotFound { device_id, .. } => {
+                info(Code::NotFound, "DEVICE_NOT_FOUND", "device_id", device_id)
+            }
+            Error::UserTokensDisabled => bare(Code::FailedPrecondition, "USER_TOKENS_DISABLED"),
+            Error::TokenRejected(rejection) => match rejection {
+                TokenRejection::Invalid(_) => bare(Code::Unauthenticated, "TOKEN_INVALID"),
+                TokenRejection::Expired(id) => {
+                    info(Code::Unauthenticated, "TOKEN_EXPIRED", "user_id", id)
+                }
+                TokenRejection::Revoked(id) => {
+                    info(Code::Unauthenticated, "TOKEN_REVOKED", "user_id", id)
+                }
+                TokenRejection::UnknownUser(id) => {
+                    info(Code::Unauthenticated, "USER_NOT_FOUND", "user_id", id)
+                }
+            },
+            Error::UserForbidden { user_id, reason } => {
+                let reason = match reason {
+                    Forbidden::Deactivated => "USER_DEACTIVATED",
+                    Forbidden::Deleted => "USER_DELETED",
+                    Forbidden::Banned => "USER_BANNED",
+                };
+                info(Code::PermissionDenied, reason, "user_id", user_id)
             }
             Error::Unavailable(cause) => {
                 tracing::warn!(error = %cause, "database unavailable");

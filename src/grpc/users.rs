@@ -2,10 +2,11 @@
 use tonic::{Request, Response, Status};
 
 use super::MAX_BATCH;
-use super::convert::{struct_to_json, user_fields};
+use super::convert::{self, struct_to_json, user_fields};
 use super::{caller, lifecycle};
 use crate::domain::event::Actor;
 use crate::domain::partial::PartialUpdate;
+use crate::domain::presence::AsOf;
 use crate::domain::query::parse_query;
 use crate::error::Error;
 use crate::pb::{self, user_service_server::UserService};
@@ -45,10 +46,13 @@ fn batch_size(len: usize) -> Result<(), Status> {
     Ok(())
 }
 
-fn user_map(users: Vec<crate::domain::user::User>) -> std::collections::HashMap<String, pb::User> {
+pub(super) fn user_map(
+    users: Vec<crate::domain::user::User>,
+    as_of: AsOf,
+) -> std::collections::HashMap<String, pb::User> {
     users
         .into_iter()
-        .map(|u| (u.fields.id.clone(), pb::User::from(u)))
+        .map(|u| (u.fields.id.clone(), convert::user(u, as_of)))
         .collect()
 }
 
@@ -78,7 +82,7 @@ impl UserService for UserApi {
         let users = self.store.upsert_users(batch, &actor).await?;
         self.hub.events_appended();
         Ok(Response::new(pb::UpdateUsersResponse {
-            users: user_map(users),
+            users: user_map(users, self.store.as_of_now()),
         }))
     }
 
@@ -105,7 +109,7 @@ impl UserService for UserApi {
         let users = self.store.update_users_partial(updates, &actor).await?;
         self.hub.events_appended();
         Ok(Response::new(pb::UpdateUsersPartialResponse {
-            users: user_map(users),
+            users: user_map(users, self.store.as_of_now()),
         }))
     }
 
@@ -116,7 +120,7 @@ impl UserService for UserApi {
         let req = request.into_inner();
         let user = self.store.get_user(&req.id, req.include_deleted).await?;
         Ok(Response::new(pb::GetUserResponse {
-            user: Some(user.into()),
+            user: Some(convert::user(user, self.store.as_of_now())),
         }))
     }
 
@@ -145,8 +149,13 @@ impl UserService for UserApi {
             req.include_deactivated_users,
         )?;
         let page = self.store.query_users(&query).await?;
+        let as_of = self.store.as_of_now();
         Ok(Response::new(pb::QueryUsersResponse {
-            users: page.users.into_iter().map(pb::User::from).collect(),
+            users: page
+                .users
+                .into_iter()
+                .map(|u| convert::user(u, as_of))
+                .collect(),
             next_page_token: page.next_page_token.unwrap_or_default(),
         }))
     }
@@ -162,7 +171,10 @@ impl UserService for UserApi {
             ))
             .await?;
         Ok(Response::new(pb::DeactivateUserResponse {
-            user: users.into_iter().next().map(Into::into),
+            user: users
+                .into_iter()
+                .next()
+                .map(|u| convert::user(u, self.store.as_of_now())),
             task_id,
         }))
     }
@@ -191,7 +203,10 @@ impl UserService for UserApi {
             ))
             .await?;
         Ok(Response::new(pb::ReactivateUserResponse {
-            user: users.into_iter().next().map(Into::into),
+            user: users
+                .into_iter()
+                .next()
+                .map(|u| convert::user(u, self.store.as_of_now())),
             task_id,
         }))
     }

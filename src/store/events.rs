@@ -1,25 +1,30 @@
 //! The change feed's SQL: appends (inside the writer's transaction), ordered reads, retention.
 //!
 //! Sequences are allocated when a row is inserted, but transactions commit in their own order: on
-//! PostgreSQL a reader can see sequence 11 committed while 10 is still in flight. The read side
-//! therefore reports, with every page, the reading snapshot's `xmax` (no transaction that started
-//! later can hold a lower sequence than one already visible, because every writer has its
-//! transaction id before it allocates a sequence: events are always appended after the write they
-//! describe). A follower that meets a gap waits until every transaction older than that `xmax` has
-//! ended; after that, whatever is still missing below the page's last sequence was rolled back.
-//! SQLite has one writer at a time, so its sequences commit in order and a gap never fills later.
+//! PostgreSQL a reader can see sequence 11 committed while 10 is still in flight. Every writer
+//! therefore holds a shared advisory lock from just before it appends until it ends; a follower
+//! that meets a gap takes the same lock exclusively for an instant, which waits for exactly the
+//! writers in flight (never for unrelated transactions). Once it has the lock, whatever is still
+//! missing below the sequences it has seen was rolled back, and the gap is final.
+//! SQLite has one writer at a time, so its sequences commit in order: a gap there only ever comes
+//! from retention.
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ConnectionTrait, DatabaseBackend, EntityTrait, FromQueryResult, Statement,
+    ConnectionTrait, DatabaseBackend, EntityTrait, Statement,
 };
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::Store;
 use super::entities::{event_horizon, user, user_event};
+use crate::domain::device::Device;
 use crate::domain::event::{Actor, Event, EventKind};
-use crate::domain::time::now_micros;
 use crate::domain::user::{Micros, User};
 use crate::error::{Error, Result};
+
+/// Advisory lock key writers share while they append ("feed"); anything that appends events to
+/// the feed on PostgreSQL must hold it (shared) until its transaction ends.
+pub const FEED_WRITERS_LOCK: i64 = 0x0066_6565_6564;
 
 /// One change to append.
 pub(crate) struct NewEvent {
@@ -30,13 +35,32 @@ pub(crate) struct NewEvent {
     pub role: Option<String>,
 }
 
+/// A user as an event stores it: the row, plus the rows of its own (devices, blocks). The row's
+/// fields stay at the top level, so snapshots written before devices and blocks existed read as
+/// a user without any.
+#[derive(Serialize, Deserialize)]
+struct Snapshot {
+    #[serde(flatten)]
+    row: user::Model,
+    #[serde(default)]
+    devices: Vec<Device>,
+    #[serde(default)]
+    blocked_user_ids: Vec<String>,
+}
+
 impl NewEvent {
+    /// An event about `user`, which must carry its devices and blocks (see
+    /// `users::attach_relations`): the snapshot is the user as it is after the change.
     pub fn user(kind: EventKind, user: &User) -> Self {
-        let model = user::Model::from(user);
+        let snapshot = Snapshot {
+            row: user::Model::from(user),
+            devices: user.devices.clone(),
+            blocked_user_ids: user.blocked_user_ids.clone(),
+        };
         NewEvent {
             kind,
-            user_id: model.id.clone(),
-            snapshot: serde_json::to_value(&model).ok(),
+            user_id: user.fields.id.clone(),
+            snapshot: serde_json::to_value(&snapshot).ok(),
             role: None,
         }
     }
@@ -60,16 +84,25 @@ impl NewEvent {
     }
 }
 
-/// Appends events inside the caller's transaction, after the writes they describe.
+/// Appends events inside the caller's transaction, after the writes they describe. `at` is the
+/// time of the change (the writer's `now`).
 pub(crate) async fn append(
     txn: &impl ConnectionTrait,
     actor: &Actor,
+    at: Micros,
     events: Vec<NewEvent>,
 ) -> Result<()> {
     if events.is_empty() {
         return Ok(());
     }
-    let at = now_micros();
+    if txn.get_database_backend() == DatabaseBackend::Postgres {
+        txn.execute_raw(Statement::from_sql_and_values(
+            DatabaseBackend::Postgres,
+            "SELECT pg_advisory_xact_lock_shared($1)",
+            [FEED_WRITERS_LOCK.into()],
+        ))
+        .await?;
+    }
     let rows = events.into_iter().map(|e| user_event::ActiveModel {
         sequence: NotSet,
         kind: Set(e.kind.as_str().to_owned()),
@@ -87,62 +120,34 @@ pub(crate) async fn append(
     Ok(())
 }
 
-/// Events after a sequence, in sequence order.
-pub struct EventPage {
-    pub events: Vec<Event>,
-    /// PostgreSQL: the reading snapshot's `xmax`; `None` on SQLite or for an empty page.
-    pub snapshot_xmax: Option<i64>,
-}
-
 impl Store {
-    pub async fn read_events(&self, after: i64, limit: u64) -> Result<EventPage> {
-        let backend = self.backend();
-        let sql = match backend {
-            DatabaseBackend::Postgres => {
-                "SELECT *, CAST(CAST(pg_snapshot_xmax(pg_current_snapshot()) AS text) AS bigint) \
-                 AS snapshot_xmax FROM user_events WHERE sequence > $1 ORDER BY sequence LIMIT $2"
-            }
-            _ => "SELECT * FROM user_events WHERE sequence > ? ORDER BY sequence LIMIT ?",
-        };
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = self
-            .conn()
-            .query_all_raw(Statement::from_sql_and_values(
-                backend,
-                sql,
-                [after.into(), limit.into()],
-            ))
+    /// Up to `limit` events after `after`, in sequence order.
+    pub async fn read_events(&self, after: i64, limit: u64) -> Result<Vec<Event>> {
+        use sea_orm::{ColumnTrait, QueryFilter, QueryOrder, QuerySelect};
+        let rows = user_event::Entity::find()
+            .filter(user_event::Column::Sequence.gt(after))
+            .order_by_asc(user_event::Column::Sequence)
+            .limit(limit)
+            .all(self.conn())
             .await?;
-        let mut snapshot_xmax = None;
-        let mut events = Vec::with_capacity(rows.len());
-        for row in rows {
-            if backend == DatabaseBackend::Postgres {
-                snapshot_xmax = Some(row.try_get::<i64>("", "snapshot_xmax")?);
-            }
-            events.push(to_event(user_event::Model::from_query_result(&row, "")?)?);
-        }
-        Ok(EventPage {
-            events,
-            snapshot_xmax,
-        })
+        rows.into_iter().map(to_event).collect()
     }
 
-    /// PostgreSQL: the oldest transaction id still running (every older one has ended).
-    pub async fn oldest_running_xid(&self) -> Result<Option<i64>> {
+    /// Waits until every transaction that was appending events when this was called has ended
+    /// (PostgreSQL; SQLite commits in sequence order, so there is nothing to wait for).
+    pub async fn wait_for_event_writers(&self) -> Result<()> {
         if self.backend() != DatabaseBackend::Postgres {
-            return Ok(None);
+            return Ok(());
         }
-        let row = self
-            .conn()
-            .query_one_raw(Statement::from_string(
-                DatabaseBackend::Postgres,
-                "SELECT CAST(CAST(pg_snapshot_xmin(pg_current_snapshot()) AS text) AS bigint) AS xmin",
-            ))
-            .await?;
-        Ok(match row {
-            Some(row) => Some(row.try_get::<i64>("", "xmin")?),
-            None => None,
-        })
+        let txn = sea_orm::TransactionTrait::begin(self.conn()).await?;
+        txn.execute_raw(Statement::from_sql_and_values(
+            DatabaseBackend::Postgres,
+            "SELECT pg_advisory_xact_lock($1)",
+            [FEED_WRITERS_LOCK.into()],
+        ))
+        .await?;
+        txn.commit().await?;
+        Ok(())
     }
 
     /// The highest sequence retention has removed (0 when nothing was purged).
@@ -194,10 +199,14 @@ fn to_event(row: user_event::Model) -> Result<Event> {
     let kind = EventKind::parse(&row.kind)
         .ok_or_else(|| Error::Internal(format!("unknown event kind {}", row.kind)))?;
     let user = match row.snapshot {
-        Some(snapshot) => Some(User::from(
-            serde_json::from_value::<user::Model>(snapshot)
-                .map_err(|e| Error::Internal(format!("event {} snapshot: {e}", row.sequence)))?,
-        )),
+        Some(snapshot) => {
+            let snapshot = serde_json::from_value::<Snapshot>(snapshot)
+                .map_err(|e| Error::Internal(format!("event {} snapshot: {e}", row.sequence)))?;
+            let mut user = User::from(snapshot.row);
+            user.devices = snapshot.devices;
+            user.blocked_user_ids = snapshot.blocked_user_ids;
+            Some(user)
+        }
         None => None,
     };
     Ok(Event {
@@ -209,4 +218,71 @@ fn to_event(row: user_event::Model) -> Result<Event> {
         user,
         role: row.role,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::device::NewDevice;
+    use crate::domain::moderation::Ban;
+    use crate::domain::user::UserFields;
+
+    fn event_row(snapshot: Value) -> user_event::Model {
+        user_event::Model {
+            sequence: 1,
+            kind: "user.updated".into(),
+            user_id: "u1".into(),
+            actor: "server".into(),
+            caller: None,
+            created_by_id: None,
+            at: 5,
+            snapshot: Some(snapshot),
+            role: None,
+        }
+    }
+
+    #[test]
+    fn snapshots_carry_the_ban_devices_and_blocks() {
+        let mut user = User::new(UserFields::with_id("u1"), 1);
+        user.ban = Some(Ban {
+            banned_at: 2,
+            expires: Some(3),
+            reason: Some("spam".into()),
+            shadow: true,
+            banned_by_id: Some("mod".into()),
+        });
+        user.devices = vec![
+            NewDevice {
+                id: "d1".into(),
+                push_provider: "apn".into(),
+                ..Default::default()
+            }
+            .device(4)
+            .unwrap(),
+        ];
+        user.blocked_user_ids = vec!["u2".into()];
+        let snapshot = NewEvent::user(EventKind::UserUpdated, &user)
+            .snapshot
+            .unwrap();
+        let event = to_event(event_row(snapshot)).unwrap();
+        assert_eq!(event.user, Some(user));
+    }
+
+    #[test]
+    fn snapshots_from_before_moderation_still_read() {
+        let user = User::new(UserFields::with_id("u1"), 1);
+        let mut old = serde_json::to_value(user::Model::from(&user)).unwrap();
+        let row = old.as_object_mut().unwrap();
+        for gone in [
+            "banned_at",
+            "ban_expires",
+            "ban_reason",
+            "shadow_banned",
+            "banned_by_id",
+        ] {
+            row.remove(gone);
+        }
+        let event = to_event(event_row(old)).unwrap();
+        assert_eq!(event.user, Some(user));
+    }
 }

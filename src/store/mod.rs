@@ -1,13 +1,17 @@
 //! The data layer: the only module that speaks SQL (through SeaORM). It exposes functions on
 //! domain types; every write is one transaction.
+mod devices;
 pub mod entities;
 pub(crate) mod events;
+mod moderation;
 pub mod query_sql;
 mod roles;
 mod tasks;
+mod tokens;
 mod users;
 
-pub use events::EventPage;
+pub use events::FEED_WRITERS_LOCK;
+pub use moderation::BanPage;
 pub use tasks::{Claimed, ItemCommit, NewTask, PendingItem, TaskQueue};
 pub use users::UserPage;
 
@@ -21,6 +25,9 @@ use sea_orm::{
 };
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
+use crate::domain::presence::{AsOf, Presence};
+use crate::domain::time::Clock;
+use crate::domain::user::Micros;
 use crate::error::Result;
 
 /// Key of the PostgreSQL advisory lock that makes concurrent starts migrate once.
@@ -39,6 +46,9 @@ pub struct Store {
     /// SQLite has one writer at a time; queueing writers here, in process, is cheaper than letting
     /// them spin on SQLITE_BUSY. `None` on PostgreSQL, where row locks do the job.
     sqlite_writer: Option<Arc<Mutex<()>>>,
+    /// Every instant the store writes or compares comes from here.
+    clock: Clock,
+    presence: Presence,
 }
 
 /// A write transaction (plus, on SQLite, the writer slot it holds until commit or drop).
@@ -73,7 +83,44 @@ impl Store {
         let db = Database::connect(options).await?;
         let sqlite_writer = (db.get_database_backend() == DatabaseBackend::Sqlite)
             .then(|| Arc::new(Mutex::new(())));
-        Ok(Store { db, sqlite_writer })
+        Ok(Store {
+            db,
+            sqlite_writer,
+            clock: Clock::default(),
+            presence: Presence::default(),
+        })
+    }
+
+    /// Reads time from `clock` (shared with whoever else holds it, such as a test).
+    pub fn with_clock(mut self, clock: Clock) -> Store {
+        self.clock = clock;
+        self
+    }
+
+    pub fn with_presence(mut self, presence: Presence) -> Store {
+        self.presence = presence;
+        self
+    }
+
+    /// Now, by the store's clock.
+    pub fn now(&self) -> Micros {
+        self.clock.now()
+    }
+
+    pub fn presence(&self) -> Presence {
+        self.presence
+    }
+
+    /// How users read now look: bans and presence are judged at this instant.
+    pub fn as_of_now(&self) -> AsOf {
+        self.as_of(self.now())
+    }
+
+    pub fn as_of(&self, at: Micros) -> AsOf {
+        AsOf {
+            at,
+            presence: self.presence,
+        }
     }
 
     /// Applies pending migrations, once even when several processes start together: on

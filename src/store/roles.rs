@@ -11,7 +11,6 @@ use super::entities::role::{self, Column};
 use super::events::{self, NewEvent};
 use crate::domain::event::{Actor, EventKind};
 use crate::domain::role::{MAX_CUSTOM_ROLES, Role, name_problem};
-use crate::domain::time::now_micros;
 use crate::domain::user::RoleScope;
 use crate::error::{Error, Result};
 
@@ -101,7 +100,7 @@ impl Store {
             name: Set(name.to_owned()),
             builtin: Set(false),
             channel_level: Set(false),
-            created_at: Set(now_micros()),
+            created_at: Set(self.now()),
         };
         let inserted = role::Entity::insert(model)
             .exec_with_returning(&tx.txn)
@@ -109,6 +108,7 @@ impl Store {
         events::append(
             &tx.txn,
             actor,
+            self.now(),
             vec![NewEvent::role(EventKind::RoleCreated, name)],
         )
         .await?;
@@ -164,6 +164,7 @@ impl Store {
         events::append(
             &tx.txn,
             actor,
+            self.now(),
             vec![NewEvent::role(EventKind::RoleDeleted, name)],
         )
         .await?;

@@ -11,12 +11,12 @@ use serde_json::{Map, Value, json};
 use super::entities::task::{self, Column as T};
 use super::entities::task_item::{self, Column as I};
 use super::entities::user::{self, Column as U};
+use super::entities::{device, user_block};
 use super::events::{self, NewEvent};
 use super::{Store, WriteTx};
 use crate::domain::event::EventKind;
 use crate::domain::lifecycle::{DeleteOptions, UserDeletion};
 use crate::domain::task::{ItemOutcome, Task, TaskError, TaskKind, TaskPayload, TaskStatus};
-use crate::domain::time::now_micros;
 use crate::domain::user::{Micros, User};
 use crate::error::{Error, Result};
 
@@ -99,24 +99,28 @@ impl Store {
             .await?;
         let mut by_id: std::collections::HashMap<String, user::Model> =
             rows.into_iter().map(|m| (m.id.clone(), m)).collect();
-        let now = now_micros();
+        let now = self.now();
         let TaskPayload::V1(payload) = &new.payload;
         let delete = payload.delete.clone().unwrap_or_default();
         let mut users = Vec::with_capacity(new.user_ids.len());
-        let mut events = Vec::new();
+        let mut changed_users = Vec::new();
         for id in &new.user_ids {
             let row = by_id
                 .remove(id)
                 .ok_or_else(|| Error::UserNotFound(id.clone()))?;
-            let changed = immediate_change(new.kind, &delete, payload.name.as_ref(), row, now)?;
-            if changed.1.is_some() {
-                events.push(NewEvent::user(new.kind.feed_event(), &changed.0));
+            let (user, change) =
+                immediate_change(new.kind, &delete, payload.name.as_ref(), row, now)?;
+            if let Some(change) = change {
+                user::Entity::update(change).exec(&tx.txn).await?;
+                changed_users.push(users.len());
             }
-            if let Some(change) = &changed.1 {
-                user::Entity::update(change.clone()).exec(&tx.txn).await?;
-            }
-            users.push(changed.0);
+            users.push(user);
         }
+        super::users::attach_relations(&tx.txn, &mut users).await?;
+        let events = changed_users
+            .into_iter()
+            .map(|i| NewEvent::user(new.kind.feed_event(), &users[i]))
+            .collect();
         let id = new_task_id();
         task::Entity::insert(task::ActiveModel {
             id: Set(id.clone()),
@@ -155,7 +159,7 @@ impl Store {
         }))
         .exec_without_returning(&tx.txn)
         .await?;
-        events::append(&tx.txn, &payload.actor(), events).await?;
+        events::append(&tx.txn, &payload.actor(), now, events).await?;
         tx.commit().await?;
         Ok((id, users))
     }
@@ -164,7 +168,7 @@ impl Store {
     /// picks a candidate without waiting on other claimers, and the guarded update makes the claim
     /// exclusive on both databases.
     pub async fn claim_task(&self, owner: &str, lease_micros: i64) -> Result<Option<Claimed>> {
-        let now = now_micros();
+        let now = self.now();
         let tx = self.write().await?;
         let candidate = task::Entity::find()
             .filter(T::Status.is_in(ACTIVE))
@@ -227,7 +231,7 @@ impl Store {
             .into_tuple()
             .one(self.conn())
             .await?;
-        let age = oldest.map_or(0, |created| std::cmp::max(now_micros() - created, 0));
+        let age = oldest.map_or(0, |created| std::cmp::max(self.now() - created, 0));
         Ok(TaskQueue {
             depth,
             oldest_pending_age: std::time::Duration::from_micros(u64::try_from(age).unwrap_or(0)),
@@ -237,7 +241,7 @@ impl Store {
     /// Extends the lease; false when it is no longer ours.
     pub async fn renew_lease(&self, task_id: &str, owner: &str, lease_micros: i64) -> Result<bool> {
         let result = task::Entity::update_many()
-            .col_expr(T::LeaseExpiresAt, Expr::value(now_micros() + lease_micros))
+            .col_expr(T::LeaseExpiresAt, Expr::value(self.now() + lease_micros))
             .filter(T::Id.eq(task_id.to_owned()))
             .filter(T::LeaseOwner.eq(owner.to_owned()))
             .filter(T::Status.is_in(ACTIVE))
@@ -262,7 +266,7 @@ impl Store {
         let result = task::Entity::update_many()
             .col_expr(T::Status, Expr::value(status.as_str()))
             .col_expr(T::Version, Expr::col(T::Version).add(1))
-            .col_expr(T::UpdatedAt, Expr::value(now_micros()))
+            .col_expr(T::UpdatedAt, Expr::value(self.now()))
             .filter(T::Id.eq(task_id.to_owned()))
             .filter(T::LeaseOwner.eq(owner.to_owned()))
             .filter(T::Status.is_in([TaskStatus::Running.as_str(), TaskStatus::Waiting.as_str()]))
@@ -309,7 +313,7 @@ impl Store {
         item: &PendingItem,
         outcome: &ItemOutcome,
     ) -> Result<ItemCommit> {
-        let now = now_micros();
+        let now = self.now();
         let tx = self.write().await?;
         let Some(row) = task::Entity::find_by_id(claimed.id.clone())
             .lock_exclusive()
@@ -345,7 +349,7 @@ impl Store {
         // named in the item's error, and the user stays as the request said.
         if let Some(event) = apply_own_effect(&tx, claimed, &item.user_id, now).await? {
             let TaskPayload::V1(payload) = &claimed.payload;
-            events::append(&tx.txn, &payload.actor(), vec![event]).await?;
+            events::append(&tx.txn, &payload.actor(), now, vec![event]).await?;
         }
         task::Entity::update_many()
             .col_expr(T::Done, Expr::col(T::Done).add(1))
@@ -362,7 +366,7 @@ impl Store {
     /// Sets the terminal status once every item is done: `completed`, or `failed` when any item
     /// ended in error.
     pub async fn complete_task(&self, task_id: &str, owner: &str) -> Result<()> {
-        let now = now_micros();
+        let now = self.now();
         let tx = self.write().await?;
         let Some(row) = task::Entity::find_by_id(task_id.to_owned())
             .lock_exclusive()
@@ -462,7 +466,7 @@ impl Store {
 
     /// Requests cancellation: a pending task is canceled at once, a running one between items.
     pub async fn cancel_task(&self, task_id: &str) -> Result<()> {
-        let now = now_micros();
+        let now = self.now();
         let tx = self.write().await?;
         let row = task::Entity::find_by_id(task_id.to_owned())
             .lock_exclusive()
@@ -605,38 +609,59 @@ async fn apply_own_effect(
     }
     let TaskPayload::V1(payload) = &claimed.payload;
     let mode = payload.delete.as_ref().map(|d| d.user).unwrap_or_default();
-    // Only a user still deleted is pruned or removed: a restore in between wins.
-    let still_deleted = U::Id.eq(user_id.to_owned()).and(U::DeletedAt.is_not_null());
-    match mode {
-        UserDeletion::Soft => Ok(None),
-        UserDeletion::Pruning => {
-            let pruned = user::Entity::update_many()
-                .col_expr(U::Name, Expr::value(Option::<String>::None))
-                .col_expr(U::Image, Expr::value(Option::<String>::None))
-                .col_expr(U::Custom, Expr::value(json!({})))
-                .col_expr(U::Teams, Expr::value(json!([])))
-                .col_expr(U::TeamsRole, Expr::value(json!({})))
-                .col_expr(U::UpdatedAt, Expr::value(now))
-                .filter(still_deleted)
-                .exec(&tx.txn)
-                .await?;
-            if pruned.rows_affected == 0 {
-                return Ok(None);
-            }
-            let row = user::Entity::find_by_id(user_id.to_owned())
-                .one(&tx.txn)
-                .await?;
-            Ok(row.map(|row| NewEvent::user(EventKind::UserPruned, &User::from(row))))
-        }
-        UserDeletion::Hard => {
-            let removed = user::Entity::delete_many()
-                .filter(still_deleted)
-                .exec(&tx.txn)
-                .await?;
-            Ok((removed.rows_affected > 0)
-                .then(|| NewEvent::gone(EventKind::UserHardDeleted, user_id)))
-        }
+    if mode == UserDeletion::Soft {
+        return Ok(None);
     }
+    // Only a user still deleted is pruned or removed: a restore in between wins. The row stays
+    // locked until the item commits.
+    let still_deleted = user::Entity::find_by_id(user_id.to_owned())
+        .lock_exclusive()
+        .one(&tx.txn)
+        .await?
+        .is_some_and(|row| row.deleted_at.is_some());
+    if !still_deleted {
+        return Ok(None);
+    }
+    device::Entity::delete_many()
+        .filter(device::Column::UserId.eq(user_id.to_owned()))
+        .exec(&tx.txn)
+        .await?;
+    let blocks = match mode {
+        // The blocks the user made go; blocks of other users that name it stay (a pruned id is
+        // never reused, and those users chose to block it).
+        UserDeletion::Pruning => user_block::Column::UserId.eq(user_id.to_owned()),
+        // Everything roster holds about the user goes, the blocks that name it included: the id
+        // is free again, and a new user with it must not inherit them. (The foreign keys would
+        // cascade as well; this keeps the rule visible.)
+        _ => user_block::Column::UserId
+            .eq(user_id.to_owned())
+            .or(user_block::Column::BlockedUserId.eq(user_id.to_owned())),
+    };
+    user_block::Entity::delete_many()
+        .filter(blocks)
+        .exec(&tx.txn)
+        .await?;
+    if mode == UserDeletion::Hard {
+        user::Entity::delete_by_id(user_id.to_owned())
+            .exec(&tx.txn)
+            .await?;
+        return Ok(Some(NewEvent::gone(EventKind::UserHardDeleted, user_id)));
+    }
+    user::Entity::update_many()
+        .col_expr(U::Name, Expr::value(Option::<String>::None))
+        .col_expr(U::Image, Expr::value(Option::<String>::None))
+        .col_expr(U::Custom, Expr::value(json!({})))
+        .col_expr(U::Teams, Expr::value(json!([])))
+        .col_expr(U::TeamsRole, Expr::value(json!({})))
+        .col_expr(U::UpdatedAt, Expr::value(now))
+        .filter(U::Id.eq(user_id.to_owned()))
+        .exec(&tx.txn)
+        .await?;
+    // No devices and no blocks of its own any more: the row is the whole user.
+    let row = user::Entity::find_by_id(user_id.to_owned())
+        .one(&tx.txn)
+        .await?;
+    Ok(row.map(|row| NewEvent::user(EventKind::UserPruned, &User::from(row))))
 }
 
 async fn finish(

@@ -12,7 +12,6 @@ use crate::telemetry::metrics::{PRODUCT_HOOK_FAILURES, TASK_DURATION, TASK_ITEM_
 use std::collections::BTreeMap;
 
 use crate::domain::task::{ItemOutcome, TaskPayload};
-use crate::domain::time::now_micros;
 use crate::store::{Claimed, ItemCommit, PendingItem, Store};
 
 #[derive(Debug, Clone)]
@@ -318,14 +317,14 @@ async fn purge_loop(store: Store, config: WorkerConfig, hub: Hub) {
         .min(config.retention.max(Duration::from_secs(1)))
         .min(config.event_retention.max(Duration::from_secs(1)));
     loop {
-        let before = now_micros() - micros(config.retention);
+        let before = store.now() - micros(config.retention);
         match store.purge_tasks(before).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(purged = n, "purged finished tasks past retention"),
             Err(err) => tracing::warn!(error = %err, "purging tasks failed"),
         }
         match store
-            .purge_events(now_micros() - micros(config.event_retention))
+            .purge_events(store.now() - micros(config.event_retention))
             .await
         {
             Ok(0) => {}

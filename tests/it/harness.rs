@@ -13,11 +13,18 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prost_types::value::Kind;
 use prost_types::{ListValue, Struct, Timestamp};
+use roster::domain::time::Clock;
+use roster::pb::device_service_client::DeviceServiceClient;
+use roster::pb::event_service_client::EventServiceClient;
+use roster::pb::moderation_service_client::ModerationServiceClient;
 use roster::pb::role_service_client::RoleServiceClient;
+use roster::pb::task_service_client::TaskServiceClient;
+use roster::pb::token_service_client::TokenServiceClient;
 use roster::pb::user_service_client::UserServiceClient;
 use roster::pb::{
-    QueryUsersRequest, QueryUsersResponse, UpdateUserPartialRequest, UpdateUsersPartialRequest,
-    UpdateUsersRequest, User, UserRequest,
+    QueryUsersRequest, QueryUsersResponse, Task, TaskStatus, UpdateUserPartialRequest,
+    UpdateUsersPartialRequest, UpdateUsersRequest, User, UserChangeEvent, UserRequest,
+    WatchTaskRequest, WatchUserEventsRequest,
 };
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DbErr};
 use serde_json::Value as Json;
@@ -36,6 +43,8 @@ use tonic_types::StatusExt;
 const STARTUP_DEADLINE: Duration = Duration::from_secs(60);
 /// How long `run` may take to return once shutdown is requested.
 const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(30);
+/// How long a task or an awaited change-feed event may take.
+const WAIT_DEADLINE: Duration = Duration::from_secs(30);
 const DEFAULT_PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,6 +183,7 @@ pub struct TestServer {
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<Result<(), String>>>,
     db: Arc<TestDb>,
+    clock: Clock,
 }
 
 impl TestServer {
@@ -184,17 +194,30 @@ impl TestServer {
 
     /// A server on an existing database (e.g. to restart on the data of a stopped server).
     pub async fn start_on(db: Arc<TestDb>) -> Self {
+        Self::start_on_with(db, |_| {}).await
+    }
+
+    /// A server on a fresh database, with its configuration adjusted by `configure` (the
+    /// database URL and listen address are the harness's).
+    pub async fn start_with(configure: impl FnOnce(&mut roster::Config)) -> Self {
+        Self::start_on_with(Arc::new(TestDb::create().await), configure).await
+    }
+
+    pub async fn start_on_with(
+        db: Arc<TestDb>,
+        configure: impl FnOnce(&mut roster::Config),
+    ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind 127.0.0.1:0");
         let addr = listener
             .local_addr()
             .expect("local address of the listener");
-        let config = roster::Config {
-            database_url: db.url().to_owned(),
-            listen: addr,
-            ..roster::Config::default()
-        };
+        let mut config = roster::Config::default();
+        configure(&mut config);
+        config.database_url = db.url().to_owned();
+        config.listen = addr;
+        let clock = config.clock.clone();
         let (shutdown, shutdown_rx) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
             let shutdown = async move {
@@ -214,6 +237,7 @@ impl TestServer {
             shutdown: Some(shutdown),
             server: Some(server),
             db,
+            clock,
         };
         this.wait_until_serving().await;
         this
@@ -282,6 +306,80 @@ impl TestServer {
     /// A `RoleService` client.
     pub fn roles(&self) -> RoleServiceClient<Channel> {
         RoleServiceClient::new(self.channel.clone())
+    }
+
+    pub fn moderation(&self) -> ModerationServiceClient<Channel> {
+        ModerationServiceClient::new(self.channel.clone())
+    }
+
+    pub fn devices(&self) -> DeviceServiceClient<Channel> {
+        DeviceServiceClient::new(self.channel.clone())
+    }
+
+    pub fn tokens(&self) -> TokenServiceClient<Channel> {
+        TokenServiceClient::new(self.channel.clone())
+    }
+
+    /// The server's clock: advancing it moves the server's time (bans and tokens expire,
+    /// presence fades) without sleeping.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// Follows a task until it reaches a terminal state; gives the final task.
+    pub async fn wait_for_task(&self, task_id: &str) -> Task {
+        let watch = async {
+            let mut stream = TaskServiceClient::new(self.channel.clone())
+                .watch_task(WatchTaskRequest {
+                    task_id: task_id.to_owned(),
+                })
+                .await
+                .expect("WatchTask")
+                .into_inner();
+            let mut last = None;
+            while let Some(message) = stream.message().await.expect("WatchTask stream") {
+                last = message.task;
+            }
+            last.expect("WatchTask sent the task")
+        };
+        let task = tokio::time::timeout(WAIT_DEADLINE, watch)
+            .await
+            .unwrap_or_else(|_| panic!("task {task_id} did not finish within {WAIT_DEADLINE:?}"));
+        assert_eq!(
+            task.status(),
+            TaskStatus::Completed,
+            "task {task_id} ended {task:?}"
+        );
+        task
+    }
+
+    /// The first `count` change-feed events of the given kinds (all kinds when empty), from the
+    /// start of the feed.
+    pub async fn events(&self, kinds: &[&str], count: usize) -> Vec<UserChangeEvent> {
+        let read = async {
+            let mut stream = EventServiceClient::new(self.channel.clone())
+                .watch_user_events(WatchUserEventsRequest {
+                    after_sequence: 0,
+                    kinds: kinds.iter().map(|k| (*k).to_owned()).collect(),
+                    user_ids: Vec::new(),
+                })
+                .await
+                .expect("WatchUserEvents")
+                .into_inner();
+            let mut events = Vec::with_capacity(count);
+            while events.len() < count {
+                let message = stream
+                    .message()
+                    .await
+                    .expect("WatchUserEvents stream")
+                    .expect("the feed stream does not end");
+                events.extend(message.event);
+            }
+            events
+        };
+        tokio::time::timeout(WAIT_DEADLINE, read)
+            .await
+            .unwrap_or_else(|_| panic!("{count} events of {kinds:?} within {WAIT_DEADLINE:?}"))
     }
 
     /// `UpdateUsers` with the users keyed by their ids.

@@ -6,14 +6,21 @@
 
 mod harness;
 
+mod devices;
+mod feed;
 mod lifecycle;
 mod migrations;
+mod moderation;
+mod presence;
+mod product_support;
+mod products;
 mod roles;
 mod serving;
 mod task_crash;
 mod task_replicas;
 mod task_support;
 mod tasks;
+mod tokens;
 mod users_partial;
 mod users_query;
 mod users_upsert;

@@ -227,3 +227,35 @@ async fn requests_nested_past_the_protobuf_decoding_limit_are_invalid_argument()
     );
     assert_eq!(srv.all_ids().await, ["u1"]);
 }
+
+#[tokio::test]
+async fn moderation_device_and_token_services_are_served_and_healthy() {
+    let srv = TestServer::start().await;
+    let mut health = HealthClient::new(srv.channel());
+    let MessageResponse::ListServicesResponse(list) =
+        reflect(&srv, MessageRequest::ListServices(String::new())).await
+    else {
+        panic!("ListServices did not answer with a service list");
+    };
+    let names: Vec<&str> = list.service.iter().map(|s| s.name.as_str()).collect();
+
+    for service in [
+        "roster.v1.ModerationService",
+        "roster.v1.DeviceService",
+        "roster.v1.TokenService",
+        "roster.v1.EventService",
+    ] {
+        assert!(names.contains(&service), "{service} not in {names:?}");
+        let status = health
+            .check(HealthCheckRequest {
+                service: service.to_owned(),
+            })
+            .await
+            .unwrap_or_else(|status| panic!("health of {service}: {status:?}"));
+        assert_eq!(
+            status.get_ref().status(),
+            ServingStatus::Serving,
+            "{service}"
+        );
+    }
+}

@@ -1,6 +1,7 @@
 use sea_orm::entity::prelude::*;
 use serde_json::{Map, Value};
 
+use crate::domain::moderation::Ban;
 use crate::domain::user::{User, UserFields};
 
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Serialize, serde::Deserialize)]
@@ -31,6 +32,17 @@ pub struct Model {
     pub revoke_tokens_issued_before: Option<i64>,
     pub avg_response_time: Option<i32>,
     pub pruned_at: Option<i64>,
+    // Change-feed snapshots are serialized rows; those written before bans existed lack these.
+    #[serde(default)]
+    pub banned_at: Option<i64>,
+    #[serde(default)]
+    pub ban_expires: Option<i64>,
+    #[serde(default)]
+    pub ban_reason: Option<String>,
+    #[serde(default)]
+    pub shadow_banned: bool,
+    #[serde(default)]
+    pub banned_by_id: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -72,6 +84,16 @@ impl From<Model> for User {
             revoke_tokens_issued_before: m.revoke_tokens_issued_before,
             avg_response_time: m.avg_response_time,
             pruned_at: m.pruned_at,
+            ban: m.banned_at.map(|banned_at| Ban {
+                banned_at,
+                expires: m.ban_expires,
+                reason: m.ban_reason,
+                shadow: m.shadow_banned,
+                banned_by_id: m.banned_by_id,
+            }),
+            // Rows of their own: `store::users::attach_relations` loads them.
+            devices: Vec::new(),
+            blocked_user_ids: Vec::new(),
         }
     }
 }
@@ -105,6 +127,11 @@ impl From<&User> for Model {
             revoke_tokens_issued_before: u.revoke_tokens_issued_before,
             avg_response_time: u.avg_response_time,
             pruned_at: u.pruned_at,
+            banned_at: u.ban.as_ref().map(|b| b.banned_at),
+            ban_expires: u.ban.as_ref().and_then(|b| b.expires),
+            ban_reason: u.ban.as_ref().and_then(|b| b.reason.clone()),
+            shadow_banned: u.ban.as_ref().is_some_and(|b| b.shadow),
+            banned_by_id: u.ban.as_ref().and_then(|b| b.banned_by_id.clone()),
         }
     }
 }
