@@ -68,6 +68,21 @@ pub struct HealthcheckArgs {
         default_value = "http://127.0.0.1:50051"
     )]
     pub addr: String,
+    /// CA (PEM) to trust for an `https://` address (defaults to the server's own client CA,
+    /// `ROSTER_TLS_CLIENT_CA`, as deployments usually sign both with one CA).
+    #[arg(long, env = "ROSTER_HEALTHCHECK_CA")]
+    pub ca: Option<PathBuf>,
+    /// Server name to expect in the server's certificate (default: the address's host).
+    #[arg(long, env = "ROSTER_HEALTHCHECK_TLS_DOMAIN")]
+    pub tls_domain: Option<String>,
+    /// Client certificate and key (PEM) to present under mutual TLS (default: the server's own,
+    /// `ROSTER_TLS_CERT` / `ROSTER_TLS_KEY`).
+    #[arg(long, env = "ROSTER_TLS_CERT")]
+    pub client_cert: Option<PathBuf>,
+    #[arg(long, env = "ROSTER_TLS_KEY")]
+    pub client_key: Option<PathBuf>,
+    #[arg(long, env = "ROSTER_TLS_CLIENT_CA", hide = true)]
+    pub server_client_ca: Option<PathBuf>,
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://roster.db?mode=rwc";
@@ -146,13 +161,13 @@ pub struct Config {
     #[arg(long, env = "ROSTER_INSECURE", default_value_t = false)]
     pub insecure: bool,
     /// TLS certificate chain (PEM); with `--tls-key`, gRPC is served over TLS.
-    #[arg(long, env = "ROSTER_TLS_CERT", requires = "tls_key")]
+    #[arg(long, env = "ROSTER_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
     /// TLS private key (PEM).
-    #[arg(long, env = "ROSTER_TLS_KEY", requires = "tls_cert")]
+    #[arg(long, env = "ROSTER_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
     /// CA (PEM) that client certificates must chain to: mutual TLS, every caller presents one.
-    #[arg(long, env = "ROSTER_TLS_CLIENT_CA", requires = "tls_cert")]
+    #[arg(long, env = "ROSTER_TLS_CLIENT_CA")]
     pub tls_client_ca: Option<PathBuf>,
     /// A plaintext port serving only gRPC health (for kubelet probes when TLS is on).
     #[arg(long, env = "ROSTER_HEALTH_LISTEN")]

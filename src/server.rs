@@ -232,8 +232,12 @@ fn reflection() -> tonic_reflection::server::Builder<'static> {
 /// TLS from the configured PEM files; mutual TLS when a client CA is given.
 fn tls_config(config: &Config) -> anyhow::Result<Option<tonic::transport::ServerTlsConfig>> {
     use tonic::transport::{Certificate, Identity, ServerTlsConfig};
-    let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) else {
-        return Ok(None);
+    let (cert, key) = match (&config.tls_cert, &config.tls_key, &config.tls_client_ca) {
+        (Some(cert), Some(key), _) => (cert, key),
+        (None, None, None) => return Ok(None),
+        _ => anyhow::bail!(
+            "TLS needs both --tls-cert and --tls-key (and --tls-client-ca only together with them)"
+        ),
     };
     let read = |path: &std::path::PathBuf| {
         std::fs::read(path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))
