@@ -271,7 +271,7 @@ async fn prepare_schema(url: &str, migrate: bool) -> anyhow::Result<()> {
         };
         match attempt {
             Ok(()) => return Ok(()),
-            Err(err @ (sea_orm::DbErr::Conn(_) | sea_orm::DbErr::ConnectionAcquire(_))) => {
+            Err(err) if Store::is_unreachable(&err) => {
                 tracing::warn!(error = %err, retry_in = ?delay, "database not reachable yet");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(5));

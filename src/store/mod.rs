@@ -133,10 +133,9 @@ impl Store {
             .max_connections(1)
             .min_connections(1)
             .sqlx_logging(false)
-            .map_sqlx_sqlite_opts(|o| {
-                o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
-                    .busy_timeout(Duration::from_secs(30))
-            });
+            // No journal-mode switch here: changing it needs the database to itself, which a
+            // concurrent migrator's exclusive transaction would refuse. `connect` sets WAL.
+            .map_sqlx_sqlite_opts(|o| o.busy_timeout(Duration::from_secs(30)));
         let db = Database::connect(options).await?;
         let outcome = match db.get_database_backend() {
             DatabaseBackend::Postgres => {
@@ -193,6 +192,12 @@ impl Store {
                 "waiting for `roster migrate` to create the schema".into(),
             ))),
         }
+    }
+
+    /// Whether a failure to migrate or check the schema means "the database cannot be reached
+    /// (yet)", worth retrying, rather than a final answer such as a newer schema.
+    pub fn is_unreachable(err: &DbErr) -> bool {
+        matches!(err, DbErr::Conn(_) | DbErr::ConnectionAcquire(_))
     }
 
     /// The migration names this binary knows.
