@@ -120,10 +120,18 @@ impl From<sea_orm::DbErr> for Error {
 
 fn is_connection_error(e: &sea_orm::sqlx::Error) -> bool {
     use sea_orm::sqlx::Error as E;
-    matches!(
-        e,
-        E::Io(_) | E::PoolTimedOut | E::PoolClosed | E::WorkerCrashed | E::Tls(_)
-    )
+    match e {
+        E::Io(_) | E::PoolTimedOut | E::PoolClosed | E::WorkerCrashed | E::Tls(_) => true,
+        // PostgreSQL ends a session this way when it shuts down or restarts, and refuses one
+        // while it starts: SQLSTATE class 08 (connection exception), 57P01 (admin shutdown),
+        // 57P02 (crash shutdown), 57P03 (cannot connect now). The database is unavailable, not
+        // the request wrong.
+        E::Database(db) => db.code().is_some_and(|code| {
+            code.len() == 5
+                && (code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03"))
+        }),
+        _ => false,
+    }
 }
 
 impl From<sea_orm::TransactionError<Error>> for Error {

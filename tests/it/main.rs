@@ -7,8 +7,12 @@
 mod harness;
 
 mod devices;
+mod fault_crash;
+mod fault_outage;
+mod fault_support;
 mod feed;
 mod lifecycle;
+mod load_sustained;
 mod migrations;
 mod moderation;
 mod presence;

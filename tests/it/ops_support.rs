@@ -269,6 +269,11 @@ impl OpsProcess {
         }
     }
 
+    /// The child's whole log.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
     /// The last 8 KiB of the child's log.
     pub fn log_tail(&self) -> String {
         let mut text = String::new();
