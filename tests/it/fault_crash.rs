@@ -5,7 +5,7 @@
 
 use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use roster::pb::UpdateUsersRequest;
@@ -26,12 +26,9 @@ const TASK_USERS: usize = 40;
 const SUBMIT_PAUSE: Duration = Duration::from_millis(150);
 /// A pause before each task item (so that the kill lands mid-task) and short leases (so that
 /// the next process takes the killed one's tasks over soon).
-const ARGS: [&str; 4] = [
-    "--task-item-delay-ms",
-    "5",
-    "--task-lease-seconds",
-    "2",
-];
+const ARGS: [&str; 4] = ["--task-item-delay-ms", "5", "--task-lease-seconds", "2"];
+/// Bound on the load reaching an acknowledged write and an accepted task.
+const LOAD_DEADLINE: Duration = Duration::from_secs(30);
 /// Bound on every accepted task finishing after the last restart.
 const TASKS_DEADLINE: Duration = Duration::from_secs(90);
 
@@ -60,6 +57,8 @@ async fn a_sigkill_under_load_loses_no_acknowledged_write_and_no_accepted_task()
     let mut unexpected = Vec::new();
     for cycle in 0..scale.crashes {
         let stop = Arc::new(AtomicBool::new(false));
+        let (acked, tasks_accepted) =
+            (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
         let mut writers = JoinSet::new();
         for w in 0..WRITERS {
             writers.spawn(write_batches(
@@ -67,18 +66,37 @@ async fn a_sigkill_under_load_loses_no_acknowledged_write_and_no_accepted_task()
                 format!("c{cycle}w{w}"),
                 WRITE_PAUSE,
                 stop.clone(),
+                acked.clone(),
             ));
         }
-        let submitter = tokio::spawn(submit_tasks(roster.channel(), cycle, stop.clone()));
+        let submitter = tokio::spawn(submit_tasks(
+            roster.channel(),
+            cycle,
+            stop.clone(),
+            tasks_accepted.clone(),
+        ));
         tokio::time::sleep(scale.before_crash).await;
+        // On a slow machine, load a little longer: the kill must find acknowledged writes and
+        // accepted tasks.
+        let deadline = Instant::now() + LOAD_DEADLINE;
+        while acked.load(Ordering::Relaxed) == 0 || tasks_accepted.load(Ordering::Relaxed) == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "within {LOAD_DEADLINE:?}: {} batches acknowledged, {} tasks accepted",
+                acked.load(Ordering::Relaxed),
+                tasks_accepted.load(Ordering::Relaxed)
+            );
+            tokio::time::sleep(POLL).await;
+        }
 
         let pid = roster.pid().to_string();
+        // Taken before the signal: an answer that arrives while `kill` runs is the kill's doing.
+        let killed_at = Instant::now();
         let killed = Command::new("kill")
             .args(["-KILL", &pid])
             .status()
             .expect("run kill -KILL");
         assert!(killed.success(), "kill -KILL {pid}: {killed}");
-        let killed_at = Instant::now();
         let exit = roster
             .wait_exit(Duration::from_secs(10))
             .await
@@ -95,18 +113,27 @@ async fn a_sigkill_under_load_loses_no_acknowledged_write_and_no_accepted_task()
             if let Some((code, message)) = &a.error
                 && a.answered < killed_at
             {
-                unexpected.push(format!("{} answered {code:?}: {message}", a.batch));
+                let early = killed_at - a.answered;
+                unexpected.push(format!(
+                    "{} answered {code:?} {early:?} before the kill: {message}",
+                    a.batch
+                ));
             }
         }
         for (what, code, message, answered) in &submitted.failed {
             if *answered < killed_at {
-                unexpected.push(format!("{what} answered {code:?}: {message}"));
+                let early = killed_at - *answered;
+                unexpected.push(format!(
+                    "{what} answered {code:?} {early:?} before the kill: {message}"
+                ));
             }
         }
         roster = OpsProcess::spawn(&format!("crash-{}", cycle + 1), db.url(), &ARGS, &[]).await;
         let mut unfinished = 0;
         for task in &submitted.accepted {
-            if !is_terminal(status_of(&fetch_task(&roster.channel(), &task.task_id).await)) {
+            if !is_terminal(status_of(
+                &fetch_task(&roster.channel(), &task.task_id).await,
+            )) {
                 unfinished += 1;
             }
         }
@@ -116,7 +143,11 @@ async fn a_sigkill_under_load_loses_no_acknowledged_write_and_no_accepted_task()
             written.len(),
             written.iter().filter(|a| a.acknowledged()).count(),
             submitted.accepted.len(),
-            code_counts(written.iter().filter_map(|a| a.error.as_ref().map(|(c, _)| c))),
+            code_counts(
+                written
+                    .iter()
+                    .filter_map(|a| a.error.as_ref().map(|(c, _)| c))
+            ),
         );
         attempts.extend(written);
         accepted.extend(submitted.accepted);
@@ -127,11 +158,6 @@ async fn a_sigkill_under_load_loses_no_acknowledged_write_and_no_accepted_task()
         unexpected.len(),
         unexpected[..unexpected.len().min(30)].join("\n")
     );
-    assert!(
-        attempts.iter().any(Attempt::acknowledged),
-        "no write was acknowledged before the kill"
-    );
-    assert!(!accepted.is_empty(), "no task was accepted before the kill");
 
     let ch = roster.channel();
     // Serving again: a new write succeeds.
@@ -187,18 +213,24 @@ async fn a_sigkill_under_load_loses_no_acknowledged_write_and_no_accepted_task()
 
 /// Until `stop`: creates `TASK_USERS` users and submits a DeleteUsers for them, alternating
 /// pruning and hard deletes.
-async fn submit_tasks(channel: Channel, cycle: usize, stop: Arc<AtomicBool>) -> Submissions {
+async fn submit_tasks(
+    channel: Channel,
+    cycle: usize,
+    stop: Arc<AtomicBool>,
+    accepted: Arc<AtomicUsize>,
+) -> Submissions {
     let mut client = users_client(&channel);
     let mut seen = Submissions::default();
     let mut n = 0usize;
     while !stop.load(Ordering::Relaxed) {
         let ids = numbered_ids(&format!("k{cycle}-{n:03}"), TASK_USERS);
-        let mode = if n % 2 == 0 { "pruning" } else { "hard" };
+        let mode = if n.is_multiple_of(2) {
+            "pruning"
+        } else {
+            "hard"
+        };
         n += 1;
-        let users = ids
-            .iter()
-            .map(|id| (id.clone(), full_user(id)))
-            .collect();
+        let users = ids.iter().map(|id| (id.clone(), full_user(id))).collect();
         if let Err(status) = client.update_users(UpdateUsersRequest { users }).await {
             let what = format!("UpdateUsers of {}", ids[0]);
             let (code, message) = (status.code(), status.message().to_owned());
@@ -207,11 +239,14 @@ async fn submit_tasks(channel: Channel, cycle: usize, stop: Arc<AtomicBool>) -> 
             continue;
         }
         match client.delete_users(delete_request(&ids, mode)).await {
-            Ok(response) => seen.accepted.push(Accepted {
-                task_id: response.into_inner().task_id,
-                mode,
-                ids,
-            }),
+            Ok(response) => {
+                seen.accepted.push(Accepted {
+                    task_id: response.into_inner().task_id,
+                    mode,
+                    ids,
+                });
+                accepted.fetch_add(1, Ordering::Relaxed);
+            }
             Err(status) => {
                 let what = format!("DeleteUsers of {}", ids[0]);
                 let (code, message) = (status.code(), status.message().to_owned());

@@ -1,6 +1,7 @@
 //! Database outage: the real binary runs on a private PostgreSQL cluster while 8 clients write
-//! batches and lifecycle tasks run; the cluster is stopped (`pg_ctl stop -m fast`) for a few
-//! seconds and started again on the same port. roster answers UNAVAILABLE meanwhile (never
+//! batches and lifecycle tasks run; the cluster is stopped (`pg_ctl stop -m fast`, and in longer
+//! runs also `-m immediate`, a database crash) for several seconds and started again on the same
+//! port. roster answers UNAVAILABLE meanwhile (never
 //! INTERNAL or UNKNOWN), never exits, recovers without a restart, keeps every batch it
 //! acknowledged, applies no batch in part, and finishes the tasks that were in flight.
 //!
@@ -8,7 +9,7 @@
 //! `ROSTER_TEST_DB=postgres`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use roster::pb::GetUserRequest;
@@ -82,6 +83,7 @@ async fn a_database_outage_is_answered_with_unavailable_and_loses_no_acknowledge
             format!("w{w}"),
             WRITE_PAUSE,
             stop.clone(),
+            Arc::new(AtomicUsize::new(0)),
         ));
     }
 
@@ -109,10 +111,16 @@ async fn a_database_outage_is_answered_with_unavailable_and_loses_no_acknowledge
 
         let stop_asked = Instant::now();
         let stopping = &cluster;
-        tokio::task::block_in_place(|| stopping.stop("fast"));
+        // A clean shutdown first; in longer runs every other outage is a crash of the database.
+        let mode = if round.is_multiple_of(2) {
+            "fast"
+        } else {
+            "immediate"
+        };
+        tokio::task::block_in_place(|| stopping.stop(mode));
         let down = Instant::now();
         eprintln!(
-            "outage {round}: database stopped with {unfinished} task(s) unfinished, {:?} in",
+            "outage {round}: database stopped ({mode}) with {unfinished} task(s) unfinished, {:?} in",
             started.elapsed()
         );
 

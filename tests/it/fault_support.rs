@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use roster::pb::{QueryUsersRequest, UpdateUsersRequest, User};
@@ -329,12 +329,14 @@ impl Attempt {
 }
 
 /// Writes batches of `BATCH` new users (`<prefix>-<seq>-<i>`, each with `custom.batch`) one after
-/// another until `stop` is set, pausing `pause` after each answer; returns every attempt.
+/// another until `stop` is set, pausing `pause` after each answer; counts acknowledged batches in
+/// `acked`; returns every attempt.
 pub async fn write_batches(
     channel: Channel,
     prefix: String,
     pause: Duration,
     stop: Arc<AtomicBool>,
+    acked: Arc<AtomicUsize>,
 ) -> Vec<Attempt> {
     let mut client = users_client(&channel);
     let mut attempts = Vec::new();
@@ -362,6 +364,7 @@ pub async fn write_batches(
                     "UpdateUsers {batch} answered OK with {} users",
                     stored.len()
                 );
+                acked.fetch_add(1, Ordering::Relaxed);
                 None
             }
             Err(status) => Some((status.code(), status.message().to_owned())),

@@ -27,7 +27,9 @@ const CONNECTIONS: usize = 5;
 /// Users each client owns and overwrites.
 const OWN_USERS: usize = 20;
 /// Calls served at once; the 50 clients go past it, so some calls are shed.
-const MAX_CONCURRENT: &str = "24";
+const MAX_CONCURRENT: &str = "32";
+/// A client's pause after being shed.
+const SHED_BACKOFF: Duration = Duration::from_millis(25);
 /// Resident memory bound for the whole run.
 const RSS_BOUND_KIB: u64 = 256 * 1024;
 /// Growth allowed from the first half's peak to the second half's: half the first peak, at least
@@ -66,11 +68,7 @@ async fn fifty_clients_of_mixed_calls_get_only_answers_or_shedding_and_memory_st
     ));
     let mut clients = JoinSet::new();
     for c in 0..CLIENTS {
-        clients.spawn(client(
-            channels[c % CONNECTIONS].clone(),
-            c,
-            stop.clone(),
-        ));
+        clients.spawn(client(channels[c % CONNECTIONS].clone(), c, stop.clone()));
     }
     tokio::time::sleep(scale.load).await;
     stop.store(true, Ordering::Relaxed);
@@ -180,7 +178,14 @@ async fn client(channel: Channel, c: usize, stop: Arc<AtomicBool>) -> Tally {
                 }
                 r.into_inner().users.len()
             });
-            ("upsert", outcome.map(|n| (n == 3).then_some(()).ok_or("upsert answered wrong count".to_owned())))
+            (
+                "upsert",
+                outcome.map(|n| {
+                    (n == 3)
+                        .then_some(())
+                        .ok_or("upsert answered wrong count".to_owned())
+                }),
+            )
         } else if roll < 11 {
             let id = existing[pick(existing.len() as u64)].clone();
             let request = UpdateUsersPartialRequest {
@@ -241,26 +246,46 @@ async fn client(channel: Channel, c: usize, stop: Arc<AtomicBool>) -> Tally {
             };
             ("delete", outcome)
         };
-        record(&mut tally, c, call);
+        if record(&mut tally, c, call) == Code::ResourceExhausted {
+            // As a well-behaved client does: back off a little before trying again.
+            tokio::time::sleep(SHED_BACKOFF).await;
+        }
     }
     tally
 }
 
 fn check_seq(id: &str, custom: &serde_json::Value, want: i64) -> Result<(), String> {
-    (custom["seq"] == json!(want))
-        .then_some(())
-        .ok_or(format!("{id} reads custom {custom}, its last acknowledged seq is {want}"))
+    (custom["seq"] == json!(want)).then_some(()).ok_or(format!(
+        "{id} reads custom {custom}, its last acknowledged seq is {want}"
+    ))
 }
 
-fn record(tally: &mut Tally, c: usize, (op, outcome): (&'static str, Result<Result<(), String>, Status>)) {
+/// Counts the outcome of one call; returns its code.
+fn record(
+    tally: &mut Tally,
+    c: usize,
+    (op, outcome): (&'static str, Result<Result<(), String>, Status>),
+) -> Code {
     match outcome {
-        Ok(Ok(())) => *tally.ok.entry(op).or_insert(0) += 1,
-        Ok(Err(mismatch)) => tally.wrong.push(format!("client {c} {op}: {mismatch}")),
-        Err(status) if status.code() == Code::ResourceExhausted => tally.shed += 1,
-        Err(status) => tally.wrong.push(format!(
-            "client {c} {op}: {:?} {}",
-            status.code(),
-            status.message()
-        )),
+        Ok(Ok(())) => {
+            *tally.ok.entry(op).or_insert(0) += 1;
+            Code::Ok
+        }
+        Ok(Err(mismatch)) => {
+            tally.wrong.push(format!("client {c} {op}: {mismatch}"));
+            Code::Ok
+        }
+        Err(status) if status.code() == Code::ResourceExhausted => {
+            tally.shed += 1;
+            Code::ResourceExhausted
+        }
+        Err(status) => {
+            tally.wrong.push(format!(
+                "client {c} {op}: {:?} {}",
+                status.code(),
+                status.message()
+            ));
+            status.code()
+        }
     }
 }
