@@ -93,14 +93,7 @@ impl Store {
                 return Ok((seen.id, Vec::new()));
             }
         }
-        let rows = user::Entity::find()
-            .filter(U::Id.is_in(new.user_ids.clone()))
-            .order_by_asc(U::Id)
-            .lock_exclusive()
-            .all(&tx.txn)
-            .await?;
-        let mut by_id: std::collections::HashMap<String, user::Model> =
-            rows.into_iter().map(|m| (m.id.clone(), m)).collect();
+        let mut by_id = super::users::lock_user_rows(&tx.txn, new.user_ids.iter().cloned()).await?;
         let now = self.now();
         let TaskPayload::V1(payload) = &new.payload;
         let delete = payload.delete.clone().unwrap_or_default();
@@ -108,10 +101,15 @@ impl Store {
         let mut changed_users = Vec::new();
         // Users that change alike (all of them, usually) are written by one statement.
         let mut changes: Vec<(user::ActiveModel, Vec<String>)> = Vec::new();
+        let mut owns = Vec::with_capacity(new.user_ids.len());
         for id in &new.user_ids {
-            let row = by_id
+            let super::users::UserRow {
+                model: row,
+                owns: owned,
+            } = by_id
                 .remove(id)
                 .ok_or_else(|| Error::UserNotFound(id.clone()))?;
+            owns.push(owned);
             let (user, change) =
                 immediate_change(new.kind, &delete, payload.name.as_ref(), row, now)?;
             if let Some(mut change) = change {
@@ -131,7 +129,7 @@ impl Store {
                 .exec(&tx.txn)
                 .await?;
         }
-        super::users::attach_relations(&tx.txn, &mut users).await?;
+        super::users::attach_owned(&tx.txn, &mut users, &owns).await?;
         let events = changed_users
             .into_iter()
             .map(|i| NewEvent::user(new.kind.feed_event(), &users[i]))
@@ -183,8 +181,8 @@ impl Store {
     /// picks a candidate without waiting on other claimers, and the guarded update makes the claim
     /// exclusive on both databases.
     pub async fn claim_task(&self, owner: &str, lease_micros: i64) -> Result<Option<Claimed>> {
-        let now = self.now();
         let tx = self.write().await?;
+        let now = self.now();
         let candidate = task::Entity::find()
             .filter(T::Status.is_in(ACTIVE))
             .filter(T::LeaseExpiresAt.is_null().or(T::LeaseExpiresAt.lt(now)))
@@ -331,8 +329,10 @@ impl Store {
         items: &[(PendingItem, ItemOutcome)],
         last: bool,
     ) -> Result<ItemCommit> {
-        let now = self.now();
         let tx = self.write().await?;
+        // After the transaction began: `updated_at` is when the change was made, not when it
+        // started to wait for a connection.
+        let now = self.now();
         let Some(row) = task::Entity::find_by_id(claimed.id.clone())
             .lock_exclusive()
             .one(&tx.txn)
@@ -421,8 +421,8 @@ impl Store {
     /// Sets the terminal status once every item is done: `completed`, or `failed` when any item
     /// ended in error.
     pub async fn complete_task(&self, task_id: &str, owner: &str) -> Result<()> {
-        let now = self.now();
         let tx = self.write().await?;
+        let now = self.now();
         let Some(row) = task::Entity::find_by_id(task_id.to_owned())
             .lock_exclusive()
             .one(&tx.txn)
@@ -470,6 +470,18 @@ impl Store {
             .one(self.conn())
             .await?;
         Ok(row.and_then(|(v, s)| TaskStatus::parse(&s).map(|s| (v, s))))
+    }
+
+    /// The change counters of the given tasks (those that exist), in one query.
+    pub async fn task_versions(&self, task_ids: Vec<String>) -> Result<Vec<(String, i64)>> {
+        Ok(task::Entity::find()
+            .select_only()
+            .column(T::Id)
+            .column(T::Version)
+            .filter(T::Id.is_in(task_ids))
+            .into_tuple()
+            .all(self.conn())
+            .await?)
     }
 
     /// Newest first; `after` is the (created_at, id) of the last task of the previous page.

@@ -214,10 +214,10 @@ async fn run_items(
         chunk.items.push((item, outcome));
         chunk.started.push(item_started);
         let last = i + 1 == count;
-        if last || chunk.items.len() >= CHUNK_ITEMS || chunk.started[0].elapsed() >= CHUNK_WINDOW {
-            if let Some(finish) = commit_chunk(worker, owner, claimed, &mut chunk, last).await? {
-                return Ok(finish);
-            }
+        if (last || chunk.items.len() >= CHUNK_ITEMS || chunk.started[0].elapsed() >= CHUNK_WINDOW)
+            && let Some(finish) = commit_chunk(worker, owner, claimed, &mut chunk, last).await?
+        {
+            return Ok(finish);
         }
     }
     Ok(Finish::AllDone)
