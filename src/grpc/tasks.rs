@@ -1,4 +1,5 @@
 //! `roster.v1.TaskService`: read, list, cancel and watch durable tasks.
+use std::collections::HashMap;
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -14,8 +15,8 @@ use crate::pb::{self, task_service_server::TaskService};
 use crate::store::Store;
 use crate::tasks::Hub;
 
-/// How often a watcher re-reads the task row: bounds how late a change made by another replica
-/// arrives (the local worker's changes arrive at once through the hub).
+/// How often the watched tasks' rows are re-read: bounds how late a change made by another
+/// replica arrives (the local worker's changes arrive at once through the hub).
 const WATCH_POLL: Duration = Duration::from_millis(100);
 const DEFAULT_LIST_LIMIT: u32 = 30;
 const MAX_LIST_LIMIT: u32 = 100;
@@ -23,11 +24,99 @@ const MAX_LIST_LIMIT: u32 = 100;
 pub struct TaskApi {
     store: Store,
     hub: Hub,
+    watched: Watched,
 }
 
 impl TaskApi {
+    /// Also starts the loop that notices changes made by other replicas (see `Watched`).
     pub fn new(store: Store, hub: Hub) -> Self {
-        TaskApi { store, hub }
+        let watched = Watched::default();
+        tokio::spawn(poll_watched(store.clone(), hub.clone(), watched.clone()));
+        TaskApi {
+            store,
+            hub,
+            watched,
+        }
+    }
+}
+
+/// The tasks this process's watchers follow, with the last version seen of each. Changes made
+/// here reach watchers through the hub at once; for changes made by another replica one loop
+/// reads the versions of all watched tasks in one query every `WATCH_POLL` and announces the
+/// changed ones on the hub, so the cost stays one query per interval however many watch.
+#[derive(Clone, Default)]
+struct Watched {
+    tasks: std::sync::Arc<std::sync::Mutex<HashMap<String, (usize, i64)>>>,
+}
+
+impl Watched {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (usize, i64)>> {
+        self.tasks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Registers one watcher of `task_id`; it is unregistered when the guard drops.
+    fn add(&self, task_id: &str, version: i64) -> WatchGuard {
+        let mut tasks = self.lock();
+        let entry = tasks.entry(task_id.to_owned()).or_insert((0, version));
+        entry.0 += 1;
+        WatchGuard {
+            watched: self.clone(),
+            task_id: task_id.to_owned(),
+        }
+    }
+}
+
+struct WatchGuard {
+    watched: Watched,
+    task_id: String,
+}
+
+impl Drop for WatchGuard {
+    fn drop(&mut self) {
+        let mut tasks = self.watched.lock();
+        if let Some(entry) = tasks.get_mut(&self.task_id) {
+            entry.0 -= 1;
+            if entry.0 == 0 {
+                tasks.remove(&self.task_id);
+            }
+        }
+    }
+}
+
+async fn poll_watched(store: Store, hub: Hub, watched: Watched) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(WATCH_POLL) => {}
+            () = hub.shutting_down() => return,
+        }
+        let ids: Vec<String> = watched.lock().keys().cloned().collect();
+        if ids.is_empty() {
+            continue;
+        }
+        let versions = match store.task_versions(ids).await {
+            Ok(versions) => versions,
+            Err(err) => {
+                tracing::debug!(error = %err, "reading watched tasks failed");
+                continue;
+            }
+        };
+        let mut changed = Vec::new();
+        {
+            let mut tasks = watched.lock();
+            for (id, version) in versions {
+                if let Some(entry) = tasks.get_mut(&id)
+                    && entry.1 != version
+                {
+                    entry.1 = version;
+                    changed.push(id);
+                }
+            }
+        }
+        for id in changed {
+            hub.task_changed(&id);
+        }
     }
 }
 
@@ -92,12 +181,14 @@ impl TaskService for TaskApi {
         let changes = self.hub.subscribe();
         let first = self.store.get_task(&task_id).await?;
         let (tx, rx) = mpsc::channel(16);
+        let guard = self.watched.add(&task_id, first.version);
         tokio::spawn(follow(
             self.store.clone(),
             self.hub.clone(),
             first,
             changes,
             tx,
+            guard,
         ));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
@@ -179,6 +270,7 @@ async fn follow(
     first: Task,
     mut changes: tokio::sync::broadcast::Receiver<String>,
     tx: mpsc::Sender<Result<pb::WatchTaskResponse, Status>>,
+    _watching: WatchGuard,
 ) {
     let task_id = first.id.clone();
     let mut version = first.version;
@@ -205,7 +297,6 @@ async fn follow(
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                 _ => {}
             },
-            () = tokio::time::sleep(WATCH_POLL) => {}
         }
         match store.task_version(&task_id).await {
             Ok(Some((v, _))) if v == version => continue,
