@@ -221,9 +221,10 @@ impl Floor {
     pub async fn version(&self) -> anyhow::Result<String> {
         let version: String = match &self.pool {
             Pool::Postgres(pool) => {
-                sqlx::query_scalar("SELECT version()")
+                let v: String = sqlx::query_scalar("SHOW server_version")
                     .fetch_one(pool)
-                    .await?
+                    .await?;
+                format!("PostgreSQL {v}")
             }
             Pool::Sqlite(pool, _) => {
                 let v: String = sqlx::query_scalar("SELECT sqlite_version()")
