@@ -87,7 +87,6 @@ impl Bench {
                         .context("the directory of roster-bench")?
                         .join("roster"),
                 };
-                warn_if_stale(&binary);
                 let db = FreshDb::create(args.db, &args.pg_url, "roster").await?;
                 let log_dir =
                     std::env::temp_dir().join(format!("roster_bench_{}_log", std::process::id()));
@@ -289,22 +288,6 @@ impl Bench {
             started.elapsed().as_secs_f64()
         );
         Ok(())
-    }
-}
-
-/// `cargo run --bin roster-bench` builds only roster-bench: say so when the roster beside it is
-/// older, since the run would measure an old roster.
-fn warn_if_stale(roster: &std::path::Path) {
-    let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    let bench = std::env::current_exe().ok();
-    if let (Some(roster_time), Some(bench_time)) =
-        (modified(roster), bench.as_deref().and_then(modified))
-        && roster_time < bench_time
-    {
-        eprintln!(
-            "warning: {} is older than roster-bench; build both with `cargo build --release --bins`",
-            roster.display()
-        );
     }
 }
 
