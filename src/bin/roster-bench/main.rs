@@ -129,12 +129,7 @@ impl Bench {
         let users = args.users;
         let population = &self.population;
         let sampler = self.server.pid().map(server::sample_peak_rss);
-        let mut channels = Vec::new();
-        for _ in 0..c.clamp(1, 4) {
-            channels.push(self.server.channel().await?);
-        }
-        let clients = Clients::new(channels);
-        scenarios::prepare_roles(&clients).await?;
+        scenarios::prepare_roles(&self.clients(c).await?).await?;
         let mut rows = Vec::new();
         let mut notes = Vec::new();
 
@@ -151,7 +146,7 @@ impl Bench {
                 ))),
                 false => None,
             };
-            let roster = scenarios::upsert(&clients, population, users, c).await?;
+            let roster = scenarios::upsert(&self.clients(c).await?, population, users, c).await?;
             let _ = done_tx.send(());
             let floor = self.floor.upsert(users, c).await?;
             rows.push(
@@ -178,7 +173,9 @@ impl Bench {
         let mut live = users;
 
         if args.runs(Scenario::Partial) {
-            let roster = scenarios::partial(&clients, population, users, args.updates, c).await?;
+            let roster =
+                scenarios::partial(&self.clients(c).await?, population, users, args.updates, c)
+                    .await?;
             let floor = self.floor.partial(users, args.updates, c).await?;
             rows.push(
                 Row::new("partial", "updates/s", Stats::of(&roster, 1))
@@ -186,7 +183,8 @@ impl Bench {
             );
         }
         if args.runs(Scenario::Get) {
-            let roster = scenarios::get(&clients, population, users, args.reads, c).await?;
+            let roster =
+                scenarios::get(&self.clients(c).await?, population, users, args.reads, c).await?;
             let floor = self.floor.get(users, args.reads, c).await?;
             rows.push(
                 Row::new("get", "reads/s", Stats::of(&roster, 1)).with_floor(Stats::of(&floor, 1)),
@@ -205,7 +203,7 @@ impl Bench {
                     self.seed(live, size).await?;
                     live = size;
                 }
-                let roster = scenarios::query(&clients, args.queries, c).await?;
+                let roster = scenarios::query(&self.clients(c).await?, args.queries, c).await?;
                 let floor = self.floor.query(args.queries, c).await?;
                 rows.push(
                     Row::new(format!("query@{live}"), "queries/s", Stats::of(&roster, 1))
@@ -214,7 +212,8 @@ impl Bench {
             }
         }
         if args.runs(Scenario::DeleteTask) {
-            let roster = scenarios::delete_task(&clients, population, users, c).await?;
+            let roster =
+                scenarios::delete_task(&self.clients(c).await?, population, users, c).await?;
             let floor = self.floor.delete(users).await?;
             rows.push(
                 Row::new(
@@ -270,6 +269,16 @@ impl Bench {
             checks: Vec::new(),
             notes,
         })
+    }
+
+    /// Fresh connections for a scenario (up to 4, shared round-robin by the workers): roster
+    /// closes connections past their maximum age, so connections are not kept across scenarios.
+    async fn clients(&self, concurrency: usize) -> anyhow::Result<Clients> {
+        let mut channels = Vec::new();
+        for _ in 0..concurrency.clamp(1, 4) {
+            channels.push(self.server.channel().await?);
+        }
+        Ok(Clients::new(channels))
     }
 
     /// Adds users `from..to` to roster's database and the floor's, as roster writes them.

@@ -329,19 +329,38 @@ pub async fn delete_task(
     })
 }
 
-/// Watches one task to its end; the lag of every update after the first (which is the task as it
-/// was when the watch began, not a change).
+/// Watches one task to its end; the lag of every update after the first of each stream (which is
+/// the task as it was when the watch began, not a change). A stream cut by the server (a
+/// connection past its maximum age) is resumed, as any client would.
 async fn watch_task(channel: Channel, task_id: String) -> anyhow::Result<Histogram<u64>> {
+    let mut lag = load::histogram();
+    let mut resumed = 0;
+    loop {
+        match watch_task_stream(channel.clone(), &task_id, &mut lag).await {
+            Ok(()) => return Ok(lag),
+            Err(err) if resumed < 3 && err.downcast_ref::<tonic::Status>().is_some() => {
+                resumed += 1;
+            }
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+/// One WatchTask stream: `Ok` once the task completed; a `tonic::Status` error when the stream
+/// broke.
+async fn watch_task_stream(
+    channel: Channel,
+    task_id: &str,
+    lag: &mut Histogram<u64>,
+) -> anyhow::Result<()> {
     let mut stream = TaskServiceClient::new(channel)
         .watch_task(pb::WatchTaskRequest {
-            task_id: task_id.clone(),
+            task_id: task_id.to_owned(),
         })
-        .await
-        .context("WatchTask")?
+        .await?
         .into_inner();
-    let mut lag = load::histogram();
     let mut first = true;
-    while let Some(message) = stream.message().await.context("WatchTask stream")? {
+    while let Some(message) = stream.message().await? {
         let Some(task) = message.task else { continue };
         if !first
             && let Some(at) = task
@@ -349,11 +368,11 @@ async fn watch_task(channel: Channel, task_id: String) -> anyhow::Result<Histogr
                 .as_ref()
                 .and_then(roster::grpc::convert::micros)
         {
-            load::record(&mut lag, since_micros(at));
+            load::record(lag, since_micros(at));
         }
         first = false;
         match pb::TaskStatus::try_from(task.status) {
-            Ok(pb::TaskStatus::Completed) => return Ok(lag),
+            Ok(pb::TaskStatus::Completed) => return Ok(()),
             Ok(pb::TaskStatus::Failed | pb::TaskStatus::Canceled) => {
                 bail!("task {task_id} ended {:?}: {:?}", task.status, task.error)
             }
