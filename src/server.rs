@@ -186,12 +186,12 @@ pub async fn run(
         );
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(router.serve_with_incoming_shutdown(
-        TcpListenerStream::new(listener),
-        async move {
-            let _ = stop_rx.await;
-        },
-    ));
+    // TCP_NODELAY: a response is several small writes (headers, data, trailers); without it the
+    // kernel holds the later ones until the client's delayed ACK, some 40 ms per call.
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {
+        let _ = stop_rx.await;
+    }));
     set_health(&health, ServingStatus::Serving).await;
     tracing::info!(%addr, "roster is serving");
 

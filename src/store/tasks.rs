@@ -48,6 +48,8 @@ pub struct PendingItem {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ItemCommit {
     Done,
+    /// Done, and the task has taken its terminal status.
+    Finished,
     /// Another worker owns the task now (our lease expired); nothing was written.
     LeaseLost,
     /// Cancel was requested; the task is now `canceled`; nothing was written for this item.
@@ -104,17 +106,30 @@ impl Store {
         let delete = payload.delete.clone().unwrap_or_default();
         let mut users = Vec::with_capacity(new.user_ids.len());
         let mut changed_users = Vec::new();
+        // Users that change alike (all of them, usually) are written by one statement.
+        let mut changes: Vec<(user::ActiveModel, Vec<String>)> = Vec::new();
         for id in &new.user_ids {
             let row = by_id
                 .remove(id)
                 .ok_or_else(|| Error::UserNotFound(id.clone()))?;
             let (user, change) =
                 immediate_change(new.kind, &delete, payload.name.as_ref(), row, now)?;
-            if let Some(change) = change {
-                user::Entity::update(change).exec(&tx.txn).await?;
+            if let Some(mut change) = change {
+                change.id = sea_orm::ActiveValue::NotSet;
+                match changes.iter_mut().find(|(c, _)| *c == change) {
+                    Some((_, ids)) => ids.push(id.clone()),
+                    None => changes.push((change, vec![id.clone()])),
+                }
                 changed_users.push(users.len());
             }
             users.push(user);
+        }
+        for (change, ids) in changes {
+            user::Entity::update_many()
+                .set(change)
+                .filter(U::Id.is_in(ids))
+                .exec(&tx.txn)
+                .await?;
         }
         super::users::attach_relations(&tx.txn, &mut users).await?;
         let events = changed_users
@@ -304,14 +319,17 @@ impl Store {
             .collect())
     }
 
-    /// Commits one item: roster's own effect on the user, the item's outcome and the task's
-    /// progress, in one transaction, and only while `owner` holds the lease.
-    pub async fn commit_item(
+    /// Commits a chunk of items: roster's own effect on each user, the items' outcomes and the
+    /// task's progress, in one transaction, and only while `owner` holds the lease. Items an
+    /// earlier holder of the lease already committed are skipped (never applied twice). With
+    /// `last`, the chunk ends the task's list and the task takes its terminal status in the same
+    /// transaction.
+    pub async fn commit_items(
         &self,
         claimed: &Claimed,
         owner: &str,
-        item: &PendingItem,
-        outcome: &ItemOutcome,
+        items: &[(PendingItem, ItemOutcome)],
+        last: bool,
     ) -> Result<ItemCommit> {
         let now = self.now();
         let tx = self.write().await?;
@@ -332,35 +350,72 @@ impl Store {
             tx.commit().await?;
             return Ok(ItemCommit::Canceled);
         }
-        let marked = task_item::Entity::update_many()
-            .col_expr(I::Status, Expr::value(outcome_status(outcome)))
-            .col_expr(I::Result, Expr::value(outcome_json(outcome)))
-            .col_expr(I::UpdatedAt, Expr::value(now))
+        // The task row is locked: no other holder can mark these items until we commit.
+        let still_pending: std::collections::HashSet<i32> = task_item::Entity::find()
+            .select_only()
+            .column(I::Position)
             .filter(I::TaskId.eq(claimed.id.clone()))
-            .filter(I::Position.eq(item.position))
+            .filter(I::Position.is_in(items.iter().map(|(item, _)| item.position)))
             .filter(I::Status.eq("pending"))
-            .exec(&tx.txn)
-            .await?;
-        if marked.rows_affected != 1 {
-            // Already done by an earlier holder of the lease: never apply twice.
-            return Ok(ItemCommit::Done);
+            .into_tuple::<i32>()
+            .all(&tx.txn)
+            .await?
+            .into_iter()
+            .collect();
+        let todo: Vec<&(PendingItem, ItemOutcome)> = items
+            .iter()
+            .filter(|(item, _)| still_pending.contains(&item.position))
+            .collect();
+        // Items with the same outcome (usually all of them) are marked by one statement.
+        let mut groups: Vec<(&'static str, Value, Vec<i32>)> = Vec::new();
+        for (item, outcome) in &todo {
+            let (status, result) = (outcome_status(outcome), outcome_json(outcome));
+            match groups
+                .iter_mut()
+                .find(|(s, r, _)| *s == status && *r == result)
+            {
+                Some((_, _, positions)) => positions.push(item.position),
+                None => groups.push((status, result, vec![item.position])),
+            }
+        }
+        for (status, result, positions) in groups {
+            task_item::Entity::update_many()
+                .col_expr(I::Status, Expr::value(status))
+                .col_expr(I::Result, Expr::value(result))
+                .col_expr(I::UpdatedAt, Expr::value(now))
+                .filter(I::TaskId.eq(claimed.id.clone()))
+                .filter(I::Position.is_in(positions))
+                .exec(&tx.txn)
+                .await?;
         }
         // roster's own effect applies whatever the products answered: a product that failed is
         // named in the item's error, and the user stays as the request said.
-        if let Some(event) = apply_own_effect(&tx, claimed, &item.user_id, now).await? {
-            let TaskPayload::V1(payload) = &claimed.payload;
-            events::append(&tx.txn, &payload.actor(), now, vec![event]).await?;
+        let mut events = Vec::new();
+        for (item, _) in &todo {
+            if let Some(event) = apply_own_effect(&tx, claimed, &item.user_id, now).await? {
+                events.push(event);
+            }
         }
-        task::Entity::update_many()
-            .col_expr(T::Done, Expr::col(T::Done).add(1))
-            .col_expr(T::Version, Expr::col(T::Version).add(1))
-            .col_expr(T::UpdatedAt, Expr::value(now))
-            .col_expr(T::Status, Expr::value(TaskStatus::Running.as_str()))
-            .filter(T::Id.eq(claimed.id.clone()))
-            .exec(&tx.txn)
-            .await?;
+        let TaskPayload::V1(payload) = &claimed.payload;
+        events::append(&tx.txn, &payload.actor(), now, events).await?;
+        if !todo.is_empty() {
+            task::Entity::update_many()
+                .col_expr(T::Done, Expr::col(T::Done).add(count(todo.len())))
+                .col_expr(T::Version, Expr::col(T::Version).add(1))
+                .col_expr(T::UpdatedAt, Expr::value(now))
+                .col_expr(T::Status, Expr::value(TaskStatus::Running.as_str()))
+                .filter(T::Id.eq(claimed.id.clone()))
+                .exec(&tx.txn)
+                .await?;
+        }
+        let outcome = if last {
+            complete(&tx.txn, &row, now).await?;
+            ItemCommit::Finished
+        } else {
+            ItemCommit::Done
+        };
         tx.commit().await?;
-        Ok(ItemCommit::Done)
+        Ok(outcome)
     }
 
     /// Sets the terminal status once every item is done: `completed`, or `failed` when any item
@@ -378,23 +433,7 @@ impl Store {
         if row.lease_owner.as_deref() != Some(owner) {
             return Ok(());
         }
-        let errors = task_item::Entity::find()
-            .filter(I::TaskId.eq(task_id.to_owned()))
-            .filter(I::Status.eq("error"))
-            .count(&tx.txn)
-            .await?;
-        let (status, error) = if errors == 0 {
-            (TaskStatus::Completed, None)
-        } else {
-            (
-                TaskStatus::Failed,
-                Some(TaskError {
-                    kind: "ITEMS_FAILED".into(),
-                    description: format!("{errors} of {} users failed; see result", row.total),
-                }),
-            )
-        };
-        finish(&tx.txn, task_id, status, error, now).await?;
+        complete(&tx.txn, &row, now).await?;
         tx.commit().await
     }
 
@@ -662,6 +701,28 @@ async fn apply_own_effect(
         .one(&tx.txn)
         .await?;
     Ok(row.map(|row| NewEvent::user(EventKind::UserPruned, &User::from(row))))
+}
+
+/// The terminal status of a task whose items are all done: `completed`, or `failed` when any
+/// item ended in error.
+async fn complete(txn: &DatabaseTransaction, row: &task::Model, now: Micros) -> Result<()> {
+    let errors = task_item::Entity::find()
+        .filter(I::TaskId.eq(row.id.clone()))
+        .filter(I::Status.eq("error"))
+        .count(txn)
+        .await?;
+    let (status, error) = if errors == 0 {
+        (TaskStatus::Completed, None)
+    } else {
+        (
+            TaskStatus::Failed,
+            Some(TaskError {
+                kind: "ITEMS_FAILED".into(),
+                description: format!("{errors} of {} users failed; see result", row.total),
+            }),
+        )
+    };
+    finish(txn, &row.id, status, error, now).await
 }
 
 async fn finish(

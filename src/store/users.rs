@@ -2,7 +2,7 @@
 use std::collections::{HashMap, HashSet};
 
 use sea_orm::{
-    ActiveValue, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     sea_query::OnConflict,
 };
 
@@ -56,25 +56,28 @@ impl Store {
         if !violations.is_empty() {
             return Err(Error::InvalidArgument(violations));
         }
-        let mut existing = lock_users(&tx.txn, batch.iter().map(|f| f.id.clone())).await?;
-        if let Some(deleted) = existing.values().find(|m| m.deleted_at.is_some()) {
-            return Err(Error::UserDeleted(deleted.id.clone()));
+        let mut existing = lock_user_rows(&tx.txn, batch.iter().map(|f| f.id.clone())).await?;
+        if let Some(deleted) = existing.values().find(|r| r.model.deleted_at.is_some()) {
+            return Err(Error::UserDeleted(deleted.model.id.clone()));
         }
         let now = self.now();
         let mut kinds = Vec::with_capacity(batch.len());
+        let mut owns = Vec::with_capacity(batch.len());
         let mut users: Vec<User> = batch
             .into_iter()
             .map(|fields| match existing.remove(&fields.id) {
                 Some(row) => {
                     kinds.push(EventKind::UserUpdated);
+                    owns.push(row.owns);
                     User {
                         fields,
                         updated_at: now,
-                        ..User::from(row)
+                        ..User::from(row.model)
                     }
                 }
                 None => {
                     kinds.push(EventKind::UserCreated);
+                    owns.push(Owns::NOTHING);
                     User::new(fields, now)
                 }
             })
@@ -87,7 +90,7 @@ impl Store {
             )
             .exec_without_returning(&tx.txn)
             .await?;
-        attach_relations(&tx.txn, &mut users).await?;
+        attach_owned(&tx.txn, &mut users, &owns).await?;
         let events = kinds
             .into_iter()
             .zip(&users)
@@ -116,14 +119,18 @@ impl Store {
             }
         }
         let tx = self.write().await?;
-        let mut rows = lock_users(&tx.txn, updates.iter().map(|u| u.id.clone())).await?;
+        let mut rows = lock_user_rows(&tx.txn, updates.iter().map(|u| u.id.clone())).await?;
         let now = self.now();
         let mut users = Vec::with_capacity(updates.len());
         // Users whose update set a new revocation time: the feed says so with its own event.
         let mut revoked = HashSet::new();
         let mut violations = Vec::new();
+        let mut owned = Vec::with_capacity(updates.len());
+        // Roles a stored user holds exist (a role in use cannot be deleted): only a change of
+        // roles needs them looked up.
+        let mut roles_changed = false;
         for (i, update) in updates.iter().enumerate() {
-            let row = rows
+            let UserRow { model: row, owns } = rows
                 .remove(&update.id)
                 .ok_or_else(|| Error::UserNotFound(update.id.clone()))?;
             if row.deleted_at.is_some() {
@@ -143,10 +150,14 @@ impl Store {
                     {
                         revoked.insert(user.fields.id.clone());
                     }
+                    if next.fields.role_names().ne(user.fields.role_names()) {
+                        roles_changed = true;
+                    }
                     user.fields = next.fields;
                     user.revoke_tokens_issued_before = next.revoke_tokens_issued_before;
                     user.updated_at = now;
                     users.push(user);
+                    owned.push(owns);
                 }
                 Err(v) => violations.extend(v),
             }
@@ -154,37 +165,39 @@ impl Store {
         if !violations.is_empty() {
             return Err(Error::InvalidArgument(violations));
         }
-        let scopes = self
-            .role_scopes(&tx.txn, users.iter().flat_map(|u| u.fields.role_names()))
-            .await?;
-        let violations: Vec<FieldViolation> = users
-            .iter()
-            .enumerate()
-            .flat_map(|(i, u)| {
-                u.fields
-                    .role_violations(&format!("users[{i}]"), |r| scopes.get(r).copied())
-            })
-            .collect();
+        let scopes = if roles_changed {
+            self.role_scopes(&tx.txn, users.iter().flat_map(|u| u.fields.role_names()))
+                .await?
+        } else {
+            HashMap::new()
+        };
+        let violations: Vec<FieldViolation> = if !roles_changed {
+            Vec::new()
+        } else {
+            users
+                .iter()
+                .enumerate()
+                .flat_map(|(i, u)| {
+                    u.fields
+                        .role_violations(&format!("users[{i}]"), |r| scopes.get(r).copied())
+                })
+                .collect()
+        };
         if !violations.is_empty() {
             return Err(Error::InvalidArgument(violations));
         }
-        for user in &users {
-            let mut model = active(user::Model::from(user));
-            model.id = ActiveValue::Unchanged(user.fields.id.clone());
-            model.created_at = ActiveValue::NotSet;
-            model.deactivated_at = ActiveValue::NotSet;
-            model.deleted_at = ActiveValue::NotSet;
-            model.last_active = ActiveValue::NotSet;
-            model.avg_response_time = ActiveValue::NotSet;
-            model.pruned_at = ActiveValue::NotSet;
-            model.banned_at = ActiveValue::NotSet;
-            model.ban_expires = ActiveValue::NotSet;
-            model.ban_reason = ActiveValue::NotSet;
-            model.shadow_banned = ActiveValue::NotSet;
-            model.banned_by_id = ActiveValue::NotSet;
-            user::Entity::update(model).exec(&tx.txn).await?;
-        }
-        attach_relations(&tx.txn, &mut users).await?;
+        // Every row exists and is locked: one statement writes them all back.
+        let mut written = REPLACED_COLUMNS.to_vec();
+        written.push(Column::RevokeTokensIssuedBefore);
+        user::Entity::insert_many(users.iter().map(|u| active(user::Model::from(u))))
+            .on_conflict(
+                OnConflict::column(Column::Id)
+                    .update_columns(written)
+                    .to_owned(),
+            )
+            .exec_without_returning(&tx.txn)
+            .await?;
+        attach_owned(&tx.txn, &mut users, &owned).await?;
         let mut events = Vec::with_capacity(users.len() + revoked.len());
         for user in &users {
             events.push(NewEvent::user(EventKind::UserUpdated, user));
@@ -208,16 +221,15 @@ impl Store {
 
     /// One user with its devices and blocks, deleted or not; `None` when there is no such row.
     pub(crate) async fn find_user(&self, id: &str) -> Result<Option<User>> {
-        let Some(row) = user::Entity::find_by_id(id.to_owned())
-            .one(self.conn())
-            .await?
-        else {
+        let rows = fetch_rows(
+            self.conn(),
+            user::Entity::find().filter(Column::Id.eq(id.to_owned())),
+        )
+        .await?;
+        let Some(row) = rows.into_iter().next() else {
             return Ok(None);
         };
-        let mut users = [User::from(row)];
-        attach_relations(self.conn(), &mut users).await?;
-        let [user] = users;
-        Ok(Some(user))
+        Ok(load_users(self.conn(), vec![row]).await?.pop())
     }
 
     /// The given users that exist and are not deleted, with devices and blocks, by id.
@@ -225,13 +237,14 @@ impl Store {
         &self,
         ids: impl IntoIterator<Item = String>,
     ) -> Result<HashMap<String, User>> {
-        let rows = user::Entity::find()
-            .filter(Column::Id.is_in(ids))
-            .filter(Column::DeletedAt.is_null())
-            .all(self.conn())
-            .await?;
-        let mut users: Vec<User> = rows.into_iter().map(User::from).collect();
-        attach_relations(self.conn(), &mut users).await?;
+        let rows = fetch_rows(
+            self.conn(),
+            user::Entity::find()
+                .filter(Column::Id.is_in(ids))
+                .filter(Column::DeletedAt.is_null()),
+        )
+        .await?;
+        let users = load_users(self.conn(), rows).await?;
         Ok(users
             .into_iter()
             .map(|u| (u.fields.id.clone(), u))
@@ -242,14 +255,11 @@ impl Store {
     #[tracing::instrument(skip_all, err(level = "debug"))]
     pub async fn query_users(&self, query: &UserQuery) -> Result<UserPage> {
         let statement = super::query_sql::select_users(query, self.backend())?;
-        let rows = user::Entity::find()
-            .from_raw_sql(statement)
-            .all(self.conn())
-            .await?;
+        let mut rows = rows_of(self.conn(), statement).await?;
         let limit = usize::try_from(query.limit).unwrap_or(usize::MAX);
         let more = rows.len() > limit;
-        let mut users: Vec<User> = rows.into_iter().take(limit).map(User::from).collect();
-        attach_relations(self.conn(), &mut users).await?;
+        rows.truncate(limit);
+        let users = load_users(self.conn(), rows).await?;
         let next_page_token = match users.last() {
             Some(last) if more => Some(next_page_token(query, last)),
             _ => None,
@@ -267,13 +277,105 @@ pub(crate) async fn lock_users(
     txn: &sea_orm::DatabaseTransaction,
     ids: impl Iterator<Item = String>,
 ) -> Result<HashMap<String, user::Model>> {
-    let rows = user::Entity::find()
-        .filter(Column::Id.is_in(ids))
-        .order_by_asc(Column::Id)
-        .lock_exclusive()
-        .all(txn)
-        .await?;
-    Ok(rows.into_iter().map(|m| (m.id.clone(), m)).collect())
+    Ok(lock_user_rows(txn, ids)
+        .await?
+        .into_iter()
+        .map(|(id, row)| (id, row.model))
+        .collect())
+}
+
+/// `lock_users`, with what each user owns (see `UserRow`).
+pub(crate) async fn lock_user_rows(
+    txn: &sea_orm::DatabaseTransaction,
+    ids: impl Iterator<Item = String>,
+) -> Result<HashMap<String, UserRow>> {
+    let rows = fetch_rows(
+        txn,
+        user::Entity::find()
+            .filter(Column::Id.is_in(ids))
+            .order_by_asc(Column::Id)
+            .lock_exclusive(),
+    )
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.model.id.clone(), r)).collect())
+}
+
+/// A user's row, and whether the user has devices or blocks of its own: loading those costs a
+/// query each, which most users (who have none) can skip.
+pub(crate) struct UserRow {
+    pub model: user::Model,
+    pub owns: Owns,
+}
+
+/// Which rows of its own a user has.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Owns {
+    devices: bool,
+    blocks: bool,
+}
+
+impl Owns {
+    /// Unknown: look for both.
+    pub const ANY: Owns = Owns {
+        devices: true,
+        blocks: true,
+    };
+    /// A user created just now.
+    pub const NOTHING: Owns = Owns {
+        devices: false,
+        blocks: false,
+    };
+}
+
+/// Whether each user has devices and blocks (`owns_devices`, `owns_blocks`: 1 or 0, an integer
+/// on both databases), as extra columns of a select of `users`.
+pub(crate) const OWNS_COLUMNS: &str = "\
+    CASE WHEN EXISTS (SELECT 1 FROM devices WHERE devices.user_id = users.id) \
+    THEN 1 ELSE 0 END AS owns_devices, \
+    CASE WHEN EXISTS (SELECT 1 FROM user_blocks WHERE user_blocks.user_id = users.id) \
+    THEN 1 ELSE 0 END AS owns_blocks";
+
+/// Runs a select of users, reading with each row whether the user owns devices or blocks.
+pub(crate) async fn fetch_rows(
+    conn: &impl ConnectionTrait,
+    select: sea_orm::Select<user::Entity>,
+) -> Result<Vec<UserRow>> {
+    use sea_orm::{QueryTrait, sea_query::Expr};
+    let statement = select
+        .expr(Expr::cust(OWNS_COLUMNS))
+        .build(conn.get_database_backend());
+    rows_of(conn, statement).await
+}
+
+/// Runs a statement that selects `users.*` and `OWNS_COLUMNS`.
+pub(crate) async fn rows_of(
+    conn: &impl ConnectionTrait,
+    statement: sea_orm::Statement,
+) -> Result<Vec<UserRow>> {
+    use sea_orm::FromQueryResult;
+    let rows = conn.query_all_raw(statement).await?;
+    rows.iter()
+        .map(|row| {
+            Ok(UserRow {
+                model: user::Model::from_query_result(row, "")?,
+                owns: Owns {
+                    devices: row.try_get::<i32>("", "owns_devices")? != 0,
+                    blocks: row.try_get::<i32>("", "owns_blocks")? != 0,
+                },
+            })
+        })
+        .collect()
+}
+
+/// The users of `rows`, with their devices and blocks.
+pub(crate) async fn load_users(
+    conn: &impl ConnectionTrait,
+    rows: Vec<UserRow>,
+) -> Result<Vec<User>> {
+    let owns: Vec<Owns> = rows.iter().map(|r| r.owns).collect();
+    let mut users: Vec<User> = rows.into_iter().map(|r| User::from(r.model)).collect();
+    attach_owned(conn, &mut users, &owns).await?;
+    Ok(users)
 }
 
 /// Locks one user for a write that needs it to exist and not be deleted.
@@ -297,22 +399,46 @@ pub(crate) async fn attach_relations(
     conn: &impl ConnectionTrait,
     users: &mut [User],
 ) -> Result<()> {
-    if users.is_empty() {
-        return Ok(());
-    }
-    let ids: Vec<String> = users.iter().map(|u| u.fields.id.clone()).collect();
-    let devices = device::Entity::find()
-        .filter(device::Column::UserId.is_in(ids.clone()))
-        .order_by_asc(device::Column::CreatedAt)
-        .order_by_asc(device::Column::Id)
-        .all(conn)
-        .await?;
-    let blocks = user_block::Entity::find()
-        .filter(user_block::Column::UserId.is_in(ids))
-        .order_by_asc(user_block::Column::CreatedAt)
-        .order_by_asc(user_block::Column::BlockedUserId)
-        .all(conn)
-        .await?;
+    let owns = vec![Owns::ANY; users.len()];
+    attach_owned(conn, users, &owns).await
+}
+
+/// `attach_relations`, looking only for the rows `owns` says a user has (`owns[i]` is about
+/// `users[i]`); a query nobody needs is not sent.
+pub(crate) async fn attach_owned(
+    conn: &impl ConnectionTrait,
+    users: &mut [User],
+    owns: &[Owns],
+) -> Result<()> {
+    let ids = |pick: fn(&Owns) -> bool| -> Vec<String> {
+        users
+            .iter()
+            .zip(owns)
+            .filter(|(_, o)| pick(o))
+            .map(|(u, _)| u.fields.id.clone())
+            .collect()
+    };
+    let (with_devices, with_blocks) = (ids(|o| o.devices), ids(|o| o.blocks));
+    let devices = if with_devices.is_empty() {
+        Vec::new()
+    } else {
+        device::Entity::find()
+            .filter(device::Column::UserId.is_in(with_devices))
+            .order_by_asc(device::Column::CreatedAt)
+            .order_by_asc(device::Column::Id)
+            .all(conn)
+            .await?
+    };
+    let blocks = if with_blocks.is_empty() {
+        Vec::new()
+    } else {
+        user_block::Entity::find()
+            .filter(user_block::Column::UserId.is_in(with_blocks))
+            .order_by_asc(user_block::Column::CreatedAt)
+            .order_by_asc(user_block::Column::BlockedUserId)
+            .all(conn)
+            .await?
+    };
     let mut devices_of: HashMap<String, Vec<_>> = HashMap::new();
     for row in devices {
         devices_of

@@ -133,7 +133,7 @@ async fn run_task(worker: &Worker, owner: &str, claimed: Claimed) {
                 tracing::warn!(error = %err, "completing the task failed; it will be retried");
             }
         }
-        Ok(Finish::Stopped) => {}
+        Ok(Finish::Finished | Finish::Stopped) => {}
         Ok(Finish::ShuttingDown) => {
             if let Err(err) = store.release_lease(&claimed.id, owner).await {
                 tracing::warn!(error = %err, "releasing the lease failed; it will expire");
@@ -147,10 +147,25 @@ async fn run_task(worker: &Worker, owner: &str, claimed: Claimed) {
 }
 
 enum Finish {
+    /// Every item is done; the task still needs its terminal status.
     AllDone,
+    /// Every item is done and the task has its terminal status.
+    Finished,
     /// Canceled, or the lease went to another worker.
     Stopped,
     ShuttingDown,
+}
+
+/// Most items one transaction commits.
+const CHUNK_ITEMS: usize = 100;
+/// Items done within this long of the chunk's first commit together; slower items (products that
+/// take their time, the test hook's delay) commit on their own, so progress keeps moving.
+const CHUNK_WINDOW: Duration = Duration::from_millis(50);
+
+/// Items whose products have answered, waiting to commit together.
+struct Chunk {
+    items: Vec<(PendingItem, ItemOutcome)>,
+    started: Vec<std::time::Instant>,
 }
 
 async fn run_items(
@@ -162,9 +177,21 @@ async fn run_items(
     let Worker {
         store, config, hub, ..
     } = worker;
-    for item in store.pending_items(&claimed.id).await? {
+    let items = store.pending_items(&claimed.id).await?;
+    if items.is_empty() {
+        return Ok(Finish::AllDone);
+    }
+    let count = items.len();
+    let mut chunk = Chunk {
+        items: Vec::with_capacity(count.min(CHUNK_ITEMS)),
+        started: Vec::new(),
+    };
+    for (i, item) in items.into_iter().enumerate() {
         if hub.is_shutting_down() {
-            return Ok(Finish::ShuttingDown);
+            // What the products already answered for is committed, so it is not asked again.
+            return Ok(commit_chunk(worker, owner, claimed, &mut chunk, false)
+                .await?
+                .unwrap_or(Finish::ShuttingDown));
         }
         if lost.load(Ordering::Relaxed) {
             return Ok(Finish::Stopped);
@@ -177,20 +204,56 @@ async fn run_items(
         // roster's own effect commits together with the item's outcome.
         let outcome = match tell_products(worker, owner, claimed, &item).await? {
             Told::Outcome(outcome) => outcome,
-            Told::ShuttingDown => return Ok(Finish::ShuttingDown),
+            Told::ShuttingDown => {
+                return Ok(commit_chunk(worker, owner, claimed, &mut chunk, false)
+                    .await?
+                    .unwrap_or(Finish::ShuttingDown));
+            }
             Told::LeaseLost => return Ok(Finish::Stopped),
         };
-        match store.commit_item(claimed, owner, &item, &outcome).await? {
-            ItemCommit::Done => {
-                metrics::histogram!(TASK_ITEM_DURATION, "kind" => claimed.kind.as_str())
-                    .record(item_started.elapsed().as_secs_f64());
-                hub.task_changed(&claimed.id);
-                hub.events_appended();
+        chunk.items.push((item, outcome));
+        chunk.started.push(item_started);
+        let last = i + 1 == count;
+        if last || chunk.items.len() >= CHUNK_ITEMS || chunk.started[0].elapsed() >= CHUNK_WINDOW {
+            if let Some(finish) = commit_chunk(worker, owner, claimed, &mut chunk, last).await? {
+                return Ok(finish);
             }
-            ItemCommit::LeaseLost | ItemCommit::Canceled => return Ok(Finish::Stopped),
         }
     }
     Ok(Finish::AllDone)
+}
+
+/// Commits the chunk (the task's end too, when `last`), then tells watchers and followers.
+/// `Some` when the task needs nothing more from this worker.
+async fn commit_chunk(
+    worker: &Worker,
+    owner: &str,
+    claimed: &Claimed,
+    chunk: &mut Chunk,
+    last: bool,
+) -> crate::error::Result<Option<Finish>> {
+    if chunk.items.is_empty() {
+        return Ok(None);
+    }
+    let Worker { store, hub, .. } = worker;
+    let committed = store
+        .commit_items(claimed, owner, &chunk.items, last)
+        .await?;
+    let finish = match committed {
+        ItemCommit::Done | ItemCommit::Finished => {
+            for started in &chunk.started {
+                metrics::histogram!(TASK_ITEM_DURATION, "kind" => claimed.kind.as_str())
+                    .record(started.elapsed().as_secs_f64());
+            }
+            hub.events_appended();
+            (committed == ItemCommit::Finished).then_some(Finish::Finished)
+        }
+        ItemCommit::LeaseLost | ItemCommit::Canceled => Some(Finish::Stopped),
+    };
+    hub.task_changed(&claimed.id);
+    chunk.items.clear();
+    chunk.started.clear();
+    Ok(finish)
 }
 
 enum Told {
