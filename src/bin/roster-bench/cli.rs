@@ -1,0 +1,129 @@
+//! The command line: which database, how much load, which scenarios, where the report goes.
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DbKind {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scenario {
+    /// UpdateUsers in batches of 100 new users (users/s).
+    Upsert,
+    /// Change-feed events delivered to one WatchUserEvents follower during `upsert`.
+    Feed,
+    /// UpdateUsersPartial of one custom key of one user (updates/s).
+    Partial,
+    /// GetUser point reads (reads/s).
+    Get,
+    /// QueryUsers: role and one custom key, newest first, limit 30, at each of `--query-sizes`.
+    Query,
+    /// DeleteUsers (soft) of every upserted user as tasks of 100, watched to completion.
+    DeleteTask,
+}
+
+pub const ALL_SCENARIOS: [Scenario; 6] = [
+    Scenario::Upsert,
+    Scenario::Feed,
+    Scenario::Partial,
+    Scenario::Get,
+    Scenario::Query,
+    Scenario::DeleteTask,
+];
+
+/// Measures roster over gRPC, and the same SQL sent straight to a database of the same kind (the
+/// floor), in one run. See BENCHMARKS.md.
+#[derive(Debug, Parser)]
+#[command(name = "roster-bench", version)]
+pub struct Args {
+    /// Database kind for roster and for the floor (each gets a fresh database).
+    #[arg(long, value_enum, default_value_t = DbKind::Postgres)]
+    pub db: DbKind,
+    /// PostgreSQL server to create the fresh databases on (any database of it; used as admin).
+    #[arg(
+        long,
+        env = "ROSTER_BENCH_PG_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    pub pg_url: String,
+    /// Requests in flight at once, for roster and for the floor alike.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+    /// Scenarios to run (comma-separated); default all. `feed` needs `upsert`.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub scenarios: Vec<Scenario>,
+    /// Users written by `upsert` (a multiple of 100) and deleted by `delete-task`; `partial` and
+    /// `get` pick among them.
+    #[arg(long, default_value_t = 10_000)]
+    pub users: u64,
+    /// UpdateUsersPartial requests (one user each).
+    #[arg(long, default_value_t = 10_000)]
+    pub updates: u64,
+    /// GetUser requests.
+    #[arg(long, default_value_t = 20_000)]
+    pub reads: u64,
+    /// QueryUsers requests at each size.
+    #[arg(long, default_value_t = 2_000)]
+    pub queries: u64,
+    /// Live users in the database for each round of `query`, ascending; users beyond those
+    /// upserted are bulk-inserted first (as roster writes them).
+    #[arg(long, value_delimiter = ',', default_value = "10000,1000000")]
+    pub query_sizes: Vec<u64>,
+    /// A small run that only checks the command works (CI): 300 users, 300 updates and reads,
+    /// 30 queries at 4000 and 8000 users (a full page of matches needs 2400).
+    #[arg(long)]
+    pub tiny: bool,
+    /// Write the report as JSON here too.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Target a running roster (`host:port`, plaintext, no API secret) instead of starting one.
+    /// Server RSS is then not reported.
+    #[arg(long)]
+    pub addr: Option<String>,
+    /// With `--addr`: the database URL that roster uses, so that `query` can bulk-insert users to
+    /// reach its sizes. Without it, query sizes above the users present are skipped.
+    #[arg(long, requires = "addr")]
+    pub addr_database_url: Option<String>,
+    /// The roster binary to start; default: `roster` in the directory of this binary.
+    #[arg(long, conflicts_with = "addr")]
+    pub roster_bin: Option<PathBuf>,
+}
+
+impl Args {
+    /// Applies `--tiny` and the default scenario list; checks what clap cannot.
+    pub fn resolve(mut self) -> anyhow::Result<Args> {
+        if self.tiny {
+            self.users = 300;
+            self.updates = 300;
+            self.reads = 300;
+            self.queries = 30;
+            self.query_sizes = vec![4000, 8000];
+        }
+        if self.scenarios.is_empty() {
+            self.scenarios = ALL_SCENARIOS.to_vec();
+        }
+        self.scenarios.sort();
+        self.scenarios.dedup();
+        self.query_sizes.sort_unstable();
+        self.query_sizes.dedup();
+        anyhow::ensure!(self.concurrency > 0, "--concurrency must be at least 1");
+        anyhow::ensure!(
+            self.users >= 100 && self.users.is_multiple_of(100),
+            "--users must be a positive multiple of 100 (upsert and delete-task go by 100)"
+        );
+        anyhow::ensure!(
+            !self.runs(Scenario::Feed) || self.runs(Scenario::Upsert),
+            "the feed scenario is measured during upsert: add upsert to --scenarios"
+        );
+        Ok(self)
+    }
+
+    pub fn runs(&self, scenario: Scenario) -> bool {
+        self.scenarios.contains(&scenario)
+    }
+}
