@@ -520,3 +520,60 @@ async fn concurrent_writes_and_deletes_end_in_a_serial_outcome() {
     let srv = Arc::try_unwrap(srv).unwrap_or_else(|_| panic!("clients still hold the server"));
     srv.stop().await.expect("roster stops cleanly");
 }
+
+/// Two hard deletes of one user are both accepted (the second finds it already marked). The
+/// first removes it, the id is free, and a new user with that id is created and soft-deleted
+/// before the second task's item runs: that item must leave the new user alone (it is
+/// restorable), not remove it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_hard_delete_leaves_a_recreated_user_alone() {
+    let srv = TestServer::start_with(|config| {
+        // One worker, pausing before each item: the second task's item waits while the test
+        // re-creates the user (the pause is a test hook of the worker, not a sleep here).
+        config.task_concurrency = 1;
+        config.task_item_delay_ms = 3000;
+    })
+    .await;
+    srv.upsert_ok([user("x").with_name("first")]).await;
+    let hard = || DeleteUsersRequest {
+        user_ids: vec!["x".into()],
+        user: "hard".into(),
+        messages: "hard".into(),
+        conversations: "hard".into(),
+        ..DeleteUsersRequest::default()
+    };
+    let mut users = srv.users();
+    let first = users.delete_users(hard()).await.expect("first hard delete");
+    let second = users
+        .delete_users(hard())
+        .await
+        .expect("second hard delete");
+    srv.wait_for_task(&first.into_inner().task_id).await;
+    assert_eq!(
+        srv.get("x").await.map_err(|s| s.code()),
+        Err(Code::NotFound),
+        "the first task removed x"
+    );
+
+    // The id is free: a new x, soft-deleted, while the second task's item is still paused.
+    srv.upsert_ok([user("x").with_name("second")]).await;
+    let soft = users
+        .delete_users(DeleteUsersRequest {
+            user_ids: vec!["x".into()],
+            ..DeleteUsersRequest::default()
+        })
+        .await
+        .expect("soft delete of the new x");
+    srv.wait_for_task(&second.into_inner().task_id).await;
+    srv.wait_for_task(&soft.into_inner().task_id).await;
+
+    let restored = users
+        .restore_users(RestoreUsersRequest {
+            user_ids: vec!["x".into()],
+            ..RestoreUsersRequest::default()
+        })
+        .await
+        .expect("the new x is soft-deleted, so it can be restored");
+    srv.wait_for_task(&restored.into_inner().task_id).await;
+    assert_eq!(srv.get_ok("x").await.name.as_deref(), Some("second"));
+}
