@@ -1192,7 +1192,8 @@ impl DeleteCase {
             && self
                 .request_id
                 .as_ref()
-                .is_none_or(|r| !r.is_empty() && r.chars().count() <= 255)
+                .is_none_or(|r| !r.is_empty() && r.chars().count() <= 255 && !r.contains('\0'))
+            && self.created_by_id.as_deref().is_none_or(valid_id)
     }
 }
 
@@ -1428,4 +1429,42 @@ fn actor_fields_are_stored_or_refused() {
             fx.resync().await
         },
     );
+}
+
+/// The extremes a double holds, in custom data: stored, and read back exactly by `GetUser`,
+/// `QueryUsers` and the change feed. (PostgreSQL's jsonb writes `f64::MAX` as a 309-digit
+/// integer and `5e-324` with 323 zeros; both must parse back to the same double.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extreme_numbers_round_trip() {
+    let srv = TestServer::start().await;
+    let extremes = [
+        f64::MAX,
+        f64::MIN,
+        f64::MIN_POSITIVE,
+        5e-324,
+        -5e-324,
+        1e308,
+        -1.1485026682585943e-293,
+        -8.852788847846353e18,
+        9_007_199_254_740_993.0,
+    ];
+    let custom = obj(vec![(
+        "huge".into(),
+        list(extremes.iter().map(|x| n(*x)).collect()),
+    )]);
+    let sent = json_from_struct(&as_struct(custom.clone()));
+    let request = UserRequest {
+        custom: Some(as_struct(custom)),
+        ..user("extreme")
+    };
+    srv.upsert_ok([request]).await;
+    assert_eq!(custom_of(&srv.get_ok("extreme").await), sent, "GetUser");
+    let listed = srv
+        .query(QueryUsersRequest::default())
+        .await
+        .expect("QueryUsers lists the user");
+    assert_eq!(custom_of(&listed.users[0]), sent, "QueryUsers");
+    let events = srv.events(&["user.created"], 1).await;
+    let snapshot = events[0].user.as_ref().expect("the event carries the user");
+    assert_eq!(custom_of(snapshot), sent, "change feed");
 }

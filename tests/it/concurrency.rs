@@ -289,6 +289,17 @@ async fn round(srv: &Arc<TestServer>, round: usize, ops_per_client: usize) {
         ops.extend(joined.expect("a client panicked"));
     }
 
+    // What the round exercised (visible with --nocapture): acknowledged calls per kind and
+    // refusals per reason.
+    let mut tally: BTreeMap<String, usize> = BTreeMap::new();
+    for op in &ops {
+        let outcome = match &op.refused {
+            None => format!("{:?} ok", op.kind),
+            Some((_, reason)) => format!("{:?} {reason}", op.kind),
+        };
+        *tally.entry(outcome).or_default() += 1;
+    }
+    eprintln!("round {round}: {tally:?}");
     for op in &ops {
         if let Some((code, reason)) = &op.refused {
             assert!(
