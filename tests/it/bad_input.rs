@@ -1468,3 +1468,22 @@ async fn extreme_numbers_round_trip() {
     let snapshot = events[0].user.as_ref().expect("the event carries the user");
     assert_eq!(custom_of(snapshot), sent, "change feed");
 }
+
+/// A refusal that would echo a 6 KiB key (twice: a conflict names both paths) still reaches the
+/// caller as INVALID_ARGUMENT: the echo is shortened to fit the response headers.
+#[tokio::test]
+async fn a_refusal_echoing_a_huge_key_still_arrives() {
+    let srv = TestServer::start().await;
+    srv.upsert_ok([user("u1")]).await;
+    let key = "k".repeat(6000);
+    let status = expect_err(
+        srv.update_partial([partial("u1", json!({}), &[&key, "custom"])])
+            .await,
+    );
+    assert_invalid(&status, "users[0].unset");
+    assert!(
+        custom_of(&srv.get_ok("u1").await)
+            .as_object()
+            .is_some_and(|c| c.is_empty())
+    );
+}
