@@ -100,7 +100,7 @@ fn check<S: Strategy>(
 /// A server with seeded users and a change-feed subscription that the probe reads.
 struct Fixture {
     srv: TestServer,
-    feed: RefCell<Option<Streaming<WatchUserEventsResponse>>>,
+    feed: tokio::sync::Mutex<Option<Streaming<WatchUserEventsResponse>>>,
     probes: RefCell<i64>,
 }
 
@@ -116,7 +116,7 @@ impl Fixture {
             .into_inner();
         let fixture = Fixture {
             srv,
-            feed: RefCell::new(Some(feed)),
+            feed: tokio::sync::Mutex::new(Some(feed)),
             probes: RefCell::new(0),
         };
         fixture
@@ -127,7 +127,7 @@ impl Fixture {
     }
 
     async fn stop(self) {
-        drop(self.feed.take());
+        drop(self.feed.into_inner());
         if let Err(e) = self.srv.stop().await {
             panic!("roster::run ended with an error: {e}");
         }
@@ -149,7 +149,7 @@ impl Fixture {
 
     /// The next event of the feed.
     async fn next_event(&self) -> Result<roster::pb::UserChangeEvent, TestCaseError> {
-        let mut feed = self.feed.borrow_mut();
+        let mut feed = self.feed.lock().await;
         let stream = feed
             .as_mut()
             .ok_or_else(|| TestCaseError::fail("the feed is closed"))?;
@@ -753,6 +753,9 @@ fn generated_partial_updates_apply_or_change_nothing() {
     });
 }
 
+/// Values to set by path: `(first segment, further segments) -> value`.
+type PathSets = BTreeMap<(&'static str, Vec<String>), Json>;
+
 /// Fresh custom paths (first segments the seed does not use, never one inside another) with
 /// valid values: always applied, and readable at their path.
 #[test]
@@ -778,12 +781,7 @@ fn valid_dotted_paths_are_applied() {
     );
     check(
         strategy,
-        async |fx: &Fixture,
-               (target, sets, unset_seeded): (
-            &'static str,
-            BTreeMap<(&'static str, Vec<String>), Json>,
-            bool,
-        )| {
+        async |fx: &Fixture, (target, sets, unset_seeded): (&'static str, PathSets, bool)| {
             // One path per first segment, so no path contains another.
             let mut by_first: BTreeMap<&str, (Vec<String>, Json)> = BTreeMap::new();
             for ((first, rest), value) in sets {
