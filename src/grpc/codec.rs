@@ -60,7 +60,8 @@ impl<U: Message + Default> Decoder for RosterDecoder<U> {
 }
 
 /// prost reports `failed to decode Protobuf message: A.b: C.d: ...: Request.field: why`; the
-/// outermost `Message.field` is the request field to name, the last part is why.
+/// outermost `Message.field` is the request field to name, the last part is why. Without one
+/// (`failed to decode Protobuf message: buffer underflow`) the violation names `request`.
 fn malformed(message: &str) -> Status {
     let detail = message.trim_start_matches("failed to decode Protobuf message: ");
     let mut parts = detail.rsplit(": ");
@@ -69,7 +70,8 @@ fn malformed(message: &str) -> Status {
         .next()
         .and_then(|outer| outer.split_once('.'))
         .map(|(_, field)| field.to_owned())
-        .unwrap_or_default();
+        // Bytes that are not a message at all (no field to blame): the request as a whole.
+        .unwrap_or_else(|| "request".to_owned());
     let description = format!("request does not decode: {why}");
     Status::with_error_details_vec(
         tonic::Code::InvalidArgument,
@@ -96,5 +98,8 @@ mod tests {
                 .description
                 .contains("recursion limit reached")
         );
+        let status = malformed("failed to decode Protobuf message: buffer underflow");
+        let bad = status.get_details_bad_request().expect("field violations");
+        assert_eq!(bad.field_violations[0].field, "request");
     }
 }

@@ -186,7 +186,8 @@ where
             }
         }
         Box::pin(async move {
-            let response = inner.call(request).instrument(span.clone()).await?;
+            let mut response = inner.call(request).instrument(span.clone()).await?;
+            too_large_is_resource_exhausted(&mut response);
             // A trailers-only response (an error) carries the code in its headers; otherwise the
             // call succeeded as far as the headers go (a stream may still end with an error).
             let code = response
@@ -199,6 +200,28 @@ where
             drop(permit);
             Ok(response)
         })
+    }
+}
+
+/// How tonic's refusal of a request over the size limit starts (`grpc-message`, percent-encoded).
+const TONIC_TOO_LARGE: &str = "Error,%20decoded%20message%20length%20too%20large";
+
+/// tonic refuses a request message over the size limit with OUT_OF_RANGE; gRPC's status code
+/// table says RESOURCE_EXHAUSTED ("request message larger than configured maximum"), which is
+/// what clients of other gRPC stacks retry and alert on. The refusal is trailers-only (the body
+/// was never decoded), so its code is in the headers.
+fn too_large_is_resource_exhausted(response: &mut http::Response<Body>) {
+    let headers = response.headers_mut();
+    let too_large = headers.get("grpc-status").is_some_and(|v| v == "11")
+        && headers
+            .get("grpc-message")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|m| m.starts_with(TONIC_TOO_LARGE));
+    if too_large {
+        headers.insert(
+            "grpc-status",
+            http::HeaderValue::from_static("8"), // RESOURCE_EXHAUSTED
+        );
     }
 }
 

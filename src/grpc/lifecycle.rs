@@ -1,6 +1,7 @@
 //! Lifecycle requests (deactivate, reactivate, delete, restore) as tasks to enqueue.
 use crate::domain::lifecycle::{DeleteOptionsInput, check_ids};
 use crate::domain::task::{LifecycleV1, TaskKind, TaskPayload};
+use crate::domain::user::check_id;
 use crate::error::{Error, Result};
 use crate::pb;
 use crate::store::NewTask;
@@ -9,10 +10,12 @@ const MAX_REQUEST_ID_CHARS: usize = 255;
 
 fn request_id(id: Option<String>) -> Result<Option<String>> {
     match id {
-        Some(id) if id.is_empty() || id.chars().count() > MAX_REQUEST_ID_CHARS => {
+        Some(id)
+            if id.is_empty() || id.chars().count() > MAX_REQUEST_ID_CHARS || id.contains('\0') =>
+        {
             Err(Error::invalid(
                 "request_id",
-                format!("must be 1 to {MAX_REQUEST_ID_CHARS} characters"),
+                format!("must be 1 to {MAX_REQUEST_ID_CHARS} characters, without NUL"),
             ))
         }
         other => Ok(other),
@@ -26,6 +29,10 @@ fn task(
     request: Option<String>,
 ) -> Result<NewTask> {
     check_ids(&user_ids)?;
+    // Who acted is a user id, like `banned_by_id`; it lands in the feed and the task payload.
+    if let Some(id) = &payload.created_by_id {
+        check_id("created_by_id", id)?;
+    }
     Ok(NewTask {
         kind,
         user_ids,

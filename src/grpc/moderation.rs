@@ -84,6 +84,9 @@ impl ModerationService for ModerationApi {
         let caller = caller(&request);
         let req = request.into_inner();
         check_id("target_user_id", &req.target_user_id)?;
+        if let Some(id) = &req.created_by_id {
+            check_id("created_by_id", id)?;
+        }
         let actor = Actor::new(caller, req.created_by_id);
         let user = self.store.unban_user(&req.target_user_id, &actor).await?;
         self.hub.events_appended();

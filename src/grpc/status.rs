@@ -9,9 +9,25 @@ use crate::error::{Error, Forbidden, TokenRejection};
 /// ErrorInfo domain of every roster error.
 const DOMAIN: &str = "roster";
 
+/// Error details travel in response headers (trailers), which clients cap (16 KiB is common):
+/// an answer over the cap reaches the caller as a protocol error instead of the status. Echoed
+/// input (a 6 KiB key in a field path) is therefore shortened, and the violations are capped.
+const MAX_MESSAGE_CHARS: usize = 1024;
+const MAX_FIELD_CHARS: usize = 128;
+const MAX_DESCRIPTION_CHARS: usize = 256;
+const MAX_VIOLATIONS: usize = 10;
+
+/// `text` cut to at most `max` characters, marked with `…` when cut.
+fn bounded(text: String, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        None => text,
+        Some((end, _)) => format!("{}…", &text[..end]),
+    }
+}
+
 impl From<Error> for Status {
     fn from(err: Error) -> Status {
-        let message = err.to_string();
+        let message = bounded(err.to_string(), MAX_MESSAGE_CHARS);
         let info = |code: Code, reason: &str, key: &str, value: String| {
             let metadata = HashMap::from([(key.to_owned(), value)]);
             let mut details = ErrorDetails::new();
@@ -27,7 +43,13 @@ impl From<Error> for Status {
             Error::InvalidArgument(violations) => {
                 let violations: Vec<FieldViolation> = violations
                     .into_iter()
-                    .map(|v| FieldViolation::new(v.field, v.description))
+                    .take(MAX_VIOLATIONS)
+                    .map(|v| {
+                        FieldViolation::new(
+                            bounded(v.field, MAX_FIELD_CHARS),
+                            bounded(v.description, MAX_DESCRIPTION_CHARS),
+                        )
+                    })
                     .collect();
                 Status::with_error_details_vec(
                     Code::InvalidArgument,
@@ -102,5 +124,36 @@ impl From<Error> for Status {
                 Status::internal("internal error")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::FieldViolation as Violation;
+
+    #[test]
+    fn echoed_input_is_bounded() {
+        let key = "k".repeat(6000);
+        let violations = (0..50)
+            .map(|i| {
+                Violation::new(
+                    format!("users[{i}].unset.{key}"),
+                    format!("{key} conflicts"),
+                )
+            })
+            .collect();
+        let status = Status::from(Error::InvalidArgument(violations));
+        assert!(status.message().chars().count() <= MAX_MESSAGE_CHARS + 1);
+        let bad = status.get_details_bad_request().expect("BadRequest");
+        assert_eq!(bad.field_violations.len(), MAX_VIOLATIONS);
+        assert!(
+            bad.field_violations[3]
+                .field
+                .starts_with("users[3].unset.kkk")
+        );
+        assert!(bad.field_violations[3].field.ends_with('…'));
+        assert_eq!(bounded("short".into(), 10), "short");
+        assert_eq!(bounded("ünïcödé".into(), 3), "ünï…");
     }
 }

@@ -8,6 +8,7 @@ use crate::domain::event::Actor;
 use crate::domain::partial::PartialUpdate;
 use crate::domain::presence::AsOf;
 use crate::domain::query::parse_query;
+use crate::domain::user::check_id;
 use crate::error::Error;
 use crate::pb::{self, user_service_server::UserService};
 use crate::store::{NewTask, Store};
@@ -95,6 +96,7 @@ impl UserService for UserApi {
         batch_size(users.len())?;
         let mut updates = Vec::with_capacity(users.len());
         for (i, u) in users.into_iter().enumerate() {
+            check_id(&format!("users[{i}].id"), &u.id)?;
             let set = match u.set {
                 Some(s) => struct_to_json(s, &format!("users[{i}].set"))
                     .map_err(|v| Error::InvalidArgument(vec![v]))?,
@@ -118,6 +120,8 @@ impl UserService for UserApi {
         request: Request<pb::GetUserRequest>,
     ) -> Result<Response<pb::GetUserResponse>, Status> {
         let req = request.into_inner();
+        // No stored user has a malformed id (and PostgreSQL text cannot even hold NUL).
+        check_id("id", &req.id)?;
         let user = self.store.get_user(&req.id, req.include_deleted).await?;
         Ok(Response::new(pb::GetUserResponse {
             user: Some(convert::user(user, self.store.as_of_now())),

@@ -663,13 +663,15 @@ async fn apply_own_effect(
     if mode == UserDeletion::Soft {
         return Ok(None);
     }
-    // Only a user still deleted is pruned or removed: a restore in between wins. The row stays
-    // locked until the item commits.
+    // Only the user this request marked is pruned or removed: the request set `pruned_at` at
+    // enqueue, and nothing clears it. A row without it is a user created with the id after an
+    // earlier hard delete freed it (soft-deleted since, perhaps), which a second, stale hard
+    // delete of the old user must leave alone. The row stays locked until the item commits.
     let still_deleted = user::Entity::find_by_id(user_id.to_owned())
         .lock_exclusive()
         .one(&tx.txn)
         .await?
-        .is_some_and(|row| row.deleted_at.is_some());
+        .is_some_and(|row| row.deleted_at.is_some() && row.pruned_at.is_some());
     if !still_deleted {
         return Ok(None);
     }

@@ -179,6 +179,7 @@ fn drop_pg_database(admin_url: String, name: String) {
 /// A running roster with clients connected to it. Dropping it stops the server; dropping the last
 /// handle to its database removes the database.
 pub struct TestServer {
+    addr: std::net::SocketAddr,
     channel: Channel,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<Result<(), String>>>,
@@ -233,6 +234,7 @@ impl TestServer {
             .connect_timeout(Duration::from_secs(5))
             .connect_lazy();
         let mut this = TestServer {
+            addr,
             channel,
             shutdown: Some(shutdown),
             server: Some(server),
@@ -296,6 +298,11 @@ impl TestServer {
 
     pub fn channel(&self) -> Channel {
         self.channel.clone()
+    }
+
+    /// Where the server listens (for clients that bring their own connection).
+    pub fn address(&self) -> std::net::SocketAddr {
+        self.addr
     }
 
     /// A `UserService` client (cheap: clients share the channel).

@@ -37,3 +37,7 @@ mod ops_shedding;
 mod ops_shutdown;
 mod ops_support;
 mod ops_tls;
+
+mod bad_input;
+mod concurrency;
+mod garbage_frames;
