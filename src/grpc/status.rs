@@ -12,22 +12,28 @@ const DOMAIN: &str = "roster";
 /// Error details travel in response headers (trailers), which clients cap (16 KiB is common):
 /// an answer over the cap reaches the caller as a protocol error instead of the status. Echoed
 /// input (a 6 KiB key in a field path) is therefore shortened, and the violations are capped.
-const MAX_MESSAGE_CHARS: usize = 1024;
-const MAX_FIELD_CHARS: usize = 128;
-const MAX_DESCRIPTION_CHARS: usize = 256;
+/// Budgets are in bytes: worst case about 12 KiB once percent- and base64-encoded. A field path
+/// naming a user by its longest id (`users[<255 characters>].id`) fits whole.
+const MAX_MESSAGE_BYTES: usize = 1024;
+const MAX_FIELD_BYTES: usize = 320;
+const MAX_DESCRIPTION_BYTES: usize = 256;
 const MAX_VIOLATIONS: usize = 10;
 
-/// `text` cut to at most `max` characters, marked with `…` when cut.
+/// `text` cut to at most `max` bytes on a character boundary, marked with `…` when cut.
 fn bounded(text: String, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        None => text,
-        Some((end, _)) => format!("{}…", &text[..end]),
+    if text.len() <= max {
+        return text;
     }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
 }
 
 impl From<Error> for Status {
     fn from(err: Error) -> Status {
-        let message = bounded(err.to_string(), MAX_MESSAGE_CHARS);
+        let message = bounded(err.to_string(), MAX_MESSAGE_BYTES);
         let info = |code: Code, reason: &str, key: &str, value: String| {
             let metadata = HashMap::from([(key.to_owned(), value)]);
             let mut details = ErrorDetails::new();
@@ -46,8 +52,8 @@ impl From<Error> for Status {
                     .take(MAX_VIOLATIONS)
                     .map(|v| {
                         FieldViolation::new(
-                            bounded(v.field, MAX_FIELD_CHARS),
-                            bounded(v.description, MAX_DESCRIPTION_CHARS),
+                            bounded(v.field, MAX_FIELD_BYTES),
+                            bounded(v.description, MAX_DESCRIPTION_BYTES),
                         )
                     })
                     .collect();
@@ -144,7 +150,7 @@ mod tests {
             })
             .collect();
         let status = Status::from(Error::InvalidArgument(violations));
-        assert!(status.message().chars().count() <= MAX_MESSAGE_CHARS + 1);
+        assert!(status.message().len() <= MAX_MESSAGE_BYTES + '…'.len_utf8());
         let bad = status.get_details_bad_request().expect("BadRequest");
         assert_eq!(bad.field_violations.len(), MAX_VIOLATIONS);
         assert!(
@@ -154,6 +160,9 @@ mod tests {
         );
         assert!(bad.field_violations[3].field.ends_with('…'));
         assert_eq!(bounded("short".into(), 10), "short");
-        assert_eq!(bounded("ünïcödé".into(), 3), "ünï…");
+        assert_eq!(bounded("ünïcödé".into(), 4), "ün…");
+        assert_eq!(bounded("ünïcödé".into(), 5), "ünï…");
+        let longest_id = format!("users[{}].id", "x".repeat(255));
+        assert_eq!(bounded(longest_id.clone(), MAX_FIELD_BYTES), longest_id);
     }
 }
