@@ -64,6 +64,9 @@ impl WriteTx {
     }
 }
 
+/// How long a pooled connection may sit unused before it is pinged on its next checkout.
+const IDLE_BEFORE_PING: Duration = Duration::from_secs(5);
+
 impl Store {
     /// Connects (creating an SQLite file if the URL says `mode=rwc`). Does not migrate.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Store, DbErr> {
@@ -73,6 +76,10 @@ impl Store {
             .min_connections(1)
             .connect_timeout(Duration::from_secs(5))
             .acquire_timeout(Duration::from_secs(10))
+            // A connection in steady use is not pinged before each statement (that was a second
+            // round trip per statement); one idle for a while may have been dropped by the server
+            // or a proxy, and is checked first.
+            .test_before_acquire_if_idle_for(IDLE_BEFORE_PING)
             .sqlx_logging(false)
             .map_sqlx_sqlite_opts(|o| {
                 o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)

@@ -178,6 +178,8 @@ const EVENT_COLUMNS: [&str; 8] = [
 
 impl Floor {
     /// Connects to a database that roster's migrations made, with `connections` connections.
+    /// Like roster's pool, a connection in steady use is not pinged before each statement
+    /// (sqlx's default), so neither side pays that extra round trip.
     pub async fn connect(
         url: &str,
         connections: usize,
@@ -195,6 +197,7 @@ impl Floor {
                 .disable_statement_logging();
             let pool = SqlitePoolOptions::new()
                 .max_connections(size)
+                .test_before_acquire(false)
                 .connect_with(options)
                 .await?;
             Pool::Sqlite(pool, Arc::new(Mutex::new(())))
@@ -203,6 +206,7 @@ impl Floor {
                 .disable_statement_logging();
             let pool = PgPoolOptions::new()
                 .max_connections(size)
+                .test_before_acquire(false)
                 .connect_with(options)
                 .await?;
             Pool::Postgres(pool)
