@@ -298,16 +298,10 @@ async fn follow(
                 _ => {}
             },
         }
-        match store.task_version(&task_id).await {
-            Ok(Some((v, _))) if v == version => continue,
-            Ok(Some(_)) => {}
-            Ok(None) => return,
-            Err(err) => {
-                let _ = tx.send(Err(err.into())).await;
-                return;
-            }
-        }
+        // Announcements name a task that changed (the poll loop only announces new versions),
+        // so the task is read whole at once rather than its version first.
         match store.get_task(&task_id).await {
+            Ok(task) if task.version == version => continue,
             Ok(task) => {
                 version = task.version;
                 finished = task.status.is_terminal();
@@ -321,6 +315,8 @@ async fn follow(
                     return;
                 }
             }
+            // Purged meanwhile: nothing more to tell.
+            Err(Error::TaskNotFound(_)) => return,
             Err(err) => {
                 let _ = tx.send(Err(err.into())).await;
                 return;

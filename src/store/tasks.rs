@@ -460,18 +460,6 @@ impl Store {
         to_task(row, result)
     }
 
-    /// The task's change counter, for watchers (cheap: one row by primary key).
-    pub async fn task_version(&self, task_id: &str) -> Result<Option<(i64, TaskStatus)>> {
-        let row: Option<(i64, String)> = task::Entity::find_by_id(task_id.to_owned())
-            .select_only()
-            .column(T::Version)
-            .column(T::Status)
-            .into_tuple()
-            .one(self.conn())
-            .await?;
-        Ok(row.and_then(|(v, s)| TaskStatus::parse(&s).map(|s| (v, s))))
-    }
-
     /// The change counters of the given tasks (those that exist), in one query.
     pub async fn task_versions(&self, task_ids: Vec<String>) -> Result<Vec<(String, i64)>> {
         Ok(task::Entity::find()
