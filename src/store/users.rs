@@ -221,12 +221,8 @@ impl Store {
 
     /// One user with its devices and blocks, deleted or not; `None` when there is no such row.
     pub(crate) async fn find_user(&self, id: &str) -> Result<Option<User>> {
-        let rows = fetch_rows(
-            self.conn(),
-            user::Entity::find().filter(Column::Id.eq(id.to_owned())),
-        )
-        .await?;
-        let Some(row) = rows.into_iter().next() else {
+        let statement = select_user_by_id(id, self.backend());
+        let Some(row) = rows_of(self.conn(), statement).await?.into_iter().next() else {
             return Ok(None);
         };
         Ok(load_users(self.conn(), vec![row]).await?.pop())
@@ -345,6 +341,16 @@ pub(crate) async fn fetch_rows(
         .expr(Expr::cust(OWNS_COLUMNS))
         .build(conn.get_database_backend());
     rows_of(conn, statement).await
+}
+
+/// The statement GetUser sends: one user by id, and whether it has devices and blocks of its
+/// own (public so that the benchmark's floor sends the very same SQL).
+pub fn select_user_by_id(id: &str, backend: sea_orm::DatabaseBackend) -> sea_orm::Statement {
+    use sea_orm::{QueryTrait, sea_query::Expr};
+    user::Entity::find()
+        .filter(Column::Id.eq(id.to_owned()))
+        .expr(Expr::cust(OWNS_COLUMNS))
+        .build(backend)
 }
 
 /// Runs a statement that selects `users.*` and `OWNS_COLUMNS`.

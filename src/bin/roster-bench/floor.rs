@@ -8,7 +8,8 @@
 //!   change-feed rows (the user as a JSON snapshot), as roster writes both.
 //! - partial: per user, one transaction: read the custom document locking the row, write the
 //!   merged document and `updated_at`, append the change-feed row.
-//! - get: the row by primary key.
+//! - get: the very statement roster sends for GetUser (`store::select_user_by_id`): the row by
+//!   primary key, and whether the user has devices and blocks.
 //! - query: the very statement roster builds for the query (`store::query_sql::select_users`).
 //! - delete-task: one `UPDATE` that soft-deletes all the users at once (`deleted_at`,
 //!   `updated_at`), the least any delete of them must do.
@@ -349,12 +350,15 @@ impl Floor {
         concurrency: usize,
     ) -> anyhow::Result<Measured> {
         let floor = self.clone();
+        let select: Arc<str> = roster::store::select_user_by_id("", self.backend())
+            .sql
+            .into();
         closed_loop(concurrency, reads, move |i| {
-            let floor = floor.clone();
+            let (floor, select) = (floor.clone(), select.clone());
             async move {
                 let id = floor.population.id(scatter(i, users));
                 let found = on_pool!(floor, |pool| {
-                    sqlx::query("SELECT * FROM users WHERE id = $1")
+                    sqlx::query(sqlx::AssertSqlSafe(&*select))
                         .bind(&id)
                         .fetch_optional(pool)
                         .await?
