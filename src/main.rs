@@ -2,11 +2,6 @@
 use clap::Parser;
 use roster::config::{Cli, Command};
 
-/// Every request allocates (headers, protobuf, rows, JSON); mimalloc's per-thread free lists
-/// make that cheaper than glibc's malloc, which took about a tenth of roster's CPU under load.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
