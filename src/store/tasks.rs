@@ -52,7 +52,8 @@ pub enum ItemCommit {
     Finished,
     /// Another worker owns the task now (our lease expired); nothing was written.
     LeaseLost,
-    /// Cancel was requested; the task is now `canceled`; nothing was written for this item.
+    /// Done, and the task is now `canceled`: a cancel was requested meanwhile, so the items after
+    /// this chunk stay pending.
     Canceled,
 }
 
@@ -321,7 +322,7 @@ impl Store {
     /// task's progress, in one transaction, and only while `owner` holds the lease. Items an
     /// earlier holder of the lease already committed are skipped (never applied twice). With
     /// `last`, the chunk ends the task's list and the task takes its terminal status in the same
-    /// transaction.
+    /// transaction; so does a task whose cancel was requested (`canceled`, after this chunk).
     pub async fn commit_items(
         &self,
         claimed: &Claimed,
@@ -344,11 +345,6 @@ impl Store {
             || TaskStatus::parse(&row.status).is_none_or(TaskStatus::is_terminal)
         {
             return Ok(ItemCommit::LeaseLost);
-        }
-        if row.cancel_requested {
-            finish(&tx.txn, &row.id, TaskStatus::Canceled, None, now).await?;
-            tx.commit().await?;
-            return Ok(ItemCommit::Canceled);
         }
         // The task row is locked: no other holder can mark these items until we commit.
         let still_pending: std::collections::HashSet<i32> = task_item::Entity::find()
@@ -408,9 +404,14 @@ impl Store {
                 .exec(&tx.txn)
                 .await?;
         }
+        // A cancel requested meanwhile still keeps this chunk: the products were told about
+        // its users, so roster's side of those items holds too. The rest stays pending.
         let outcome = if last {
             complete(&tx.txn, &row, now).await?;
             ItemCommit::Finished
+        } else if row.cancel_requested {
+            finish(&tx.txn, &row.id, TaskStatus::Canceled, None, now).await?;
+            ItemCommit::Canceled
         } else {
             ItemCommit::Done
         };

@@ -240,15 +240,19 @@ async fn commit_chunk(
         .commit_items(claimed, owner, &chunk.items, last)
         .await?;
     let finish = match committed {
-        ItemCommit::Done | ItemCommit::Finished => {
+        ItemCommit::Done | ItemCommit::Finished | ItemCommit::Canceled => {
             for started in &chunk.started {
                 metrics::histogram!(TASK_ITEM_DURATION, "kind" => claimed.kind.as_str())
                     .record(started.elapsed().as_secs_f64());
             }
             hub.events_appended();
-            (committed == ItemCommit::Finished).then_some(Finish::Finished)
+            match committed {
+                ItemCommit::Finished => Some(Finish::Finished),
+                ItemCommit::Canceled => Some(Finish::Stopped),
+                _ => None,
+            }
         }
-        ItemCommit::LeaseLost | ItemCommit::Canceled => Some(Finish::Stopped),
+        ItemCommit::LeaseLost => Some(Finish::Stopped),
     };
     hub.task_changed(&claimed.id);
     chunk.items.clear();

@@ -42,6 +42,10 @@ pub struct Behavior {
     /// roster's per-call deadline: roster gives up first).
     pub hang_first: u32,
     pub hang: Duration,
+    /// Sleep `slow` before answering every call from the `slow_from`-th on (1-based, counting
+    /// all calls); 0: never.
+    pub slow_from: usize,
+    pub slow: Duration,
 }
 
 /// One call the fake product received.
@@ -79,7 +83,7 @@ impl ProductHook for Hook {
             *n += 1;
             *n
         };
-        {
+        let n = {
             let mut calls = state.calls.lock().expect("calls lock");
             calls.push(Call {
                 request,
@@ -88,8 +92,12 @@ impl ProductHook for Hook {
             });
             let n = calls.len();
             state.count.send_replace(n);
-        }
+            n
+        };
         let b = &state.behavior;
+        if b.slow_from > 0 && n >= b.slow_from {
+            tokio::time::sleep(b.slow).await;
+        }
         if attempt <= b.hang_first {
             tokio::time::sleep(b.hang).await;
         }

@@ -191,6 +191,66 @@ async fn delete_users_reaches_the_product_once_per_user_with_the_request_options
     );
 }
 
+/// Items whose products have answered wait a moment to commit together. A cancel arriving then
+/// must not drop them: every user a product was told about is done in roster too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_keeps_every_item_the_products_were_told_about() {
+    // The first three calls answer at once, so their items wait in one chunk; the fourth takes
+    // long enough for the cancel to land before the chunk commits.
+    let chat = FakeProduct::with(
+        "chat",
+        Behavior {
+            slow_from: 4,
+            slow: Duration::from_millis(800),
+            ..Behavior::default()
+        },
+    )
+    .await;
+    let srv = roster_with(vec![chat.spec()], |_| {}).await;
+    let ch = srv.channel();
+    let ids = numbered_ids("told", 8);
+    create_users(&ch, &ids).await;
+
+    let task_id = delete_users(&ch, &ids, "hard").await;
+    chat.wait_for_calls(4, Duration::from_secs(10)).await;
+    tasks_client(&ch)
+        .cancel_task(roster::pb::CancelTaskRequest {
+            task_id: task_id.clone(),
+        })
+        .await
+        .expect("CancelTask");
+    let task = wait_finished(&ch, &task_id).await;
+    assert_eq!(status_of(&task), TaskStatus::Canceled, "{}", brief(&task));
+
+    let told: Vec<String> = ids
+        .iter()
+        .filter(|id| !chat.calls_for(id).is_empty())
+        .cloned()
+        .collect();
+    assert!(told.len() >= 4, "the product heard of {told:?}");
+    assert_eq!(
+        progress_of(&task).0 as usize,
+        told.len(),
+        "every user the product was told about is done: {}",
+        brief(&task)
+    );
+    assert_products_ok(&task, &told, &["chat"]);
+    for id in &ids {
+        let found = fetch_user(&ch, id, true).await;
+        if told.contains(id) {
+            let status = found.expect_err("hard-deleted");
+            assert_eq!(
+                status.code(),
+                Code::NotFound,
+                "{id}, told to the product: {status:?}"
+            );
+        } else {
+            let user = found.expect("a user the product never heard of keeps its row");
+            assert!(user.deleted_at.is_some(), "{id} stays deleted");
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_options_not_given_reach_products_as_unspecified_with_system_owners() {
     let chat = FakeProduct::start("chat").await;
