@@ -82,15 +82,7 @@ impl Store {
                 }
             })
             .collect();
-        user::Entity::insert_many(users.iter().map(|u| active(user::Model::from(u))))
-            .on_conflict(
-                OnConflict::column(Column::Id)
-                    .update_columns(REPLACED_COLUMNS)
-                    .to_owned(),
-            )
-            .exec_without_returning(&tx.txn)
-            .await?;
-        attach_owned(&tx.txn, &mut users, &owns).await?;
+        write_back(&tx.txn, &mut users, &owns, REPLACED_COLUMNS.to_vec()).await?;
         let events = kinds
             .into_iter()
             .zip(&users)
@@ -186,18 +178,10 @@ impl Store {
         if !violations.is_empty() {
             return Err(Error::InvalidArgument(violations));
         }
-        // Every row exists and is locked: one statement writes them all back.
+        // Every row exists and is locked.
         let mut written = REPLACED_COLUMNS.to_vec();
         written.push(Column::RevokeTokensIssuedBefore);
-        user::Entity::insert_many(users.iter().map(|u| active(user::Model::from(u))))
-            .on_conflict(
-                OnConflict::column(Column::Id)
-                    .update_columns(written)
-                    .to_owned(),
-            )
-            .exec_without_returning(&tx.txn)
-            .await?;
-        attach_owned(&tx.txn, &mut users, &owned).await?;
+        write_back(&tx.txn, &mut users, &owned, written).await?;
         let mut events = Vec::with_capacity(users.len() + revoked.len());
         for user in &users {
             events.push(NewEvent::user(EventKind::UserUpdated, user));
@@ -341,6 +325,25 @@ pub(crate) async fn fetch_rows(
         .expr(Expr::cust(OWNS_COLUMNS))
         .build(conn.get_database_backend());
     rows_of(conn, statement).await
+}
+
+/// Writes `users` in one statement (inserting new ids, updating `columns` of existing ones), then
+/// gives each its devices and blocks (`owns`, in the same order), as the feed's snapshots need.
+async fn write_back(
+    txn: &impl ConnectionTrait,
+    users: &mut [User],
+    owns: &[Owns],
+    columns: Vec<Column>,
+) -> Result<()> {
+    user::Entity::insert_many(users.iter().map(|u| active(user::Model::from(u))))
+        .on_conflict(
+            OnConflict::column(Column::Id)
+                .update_columns(columns)
+                .to_owned(),
+        )
+        .exec_without_returning(txn)
+        .await?;
+    attach_owned(txn, users, owns).await
 }
 
 /// The statement GetUser sends: one user by id, and whether it has devices and blocks of its

@@ -201,7 +201,7 @@ async fn a_sigkill_under_load_loses_no_acknowledged_write_and_no_accepted_task()
         }
     }
 
-    let stored = all_users(&ch).await;
+    let stored = all_users(&ch, true).await;
     assert_batches_durable("after the SIGKILL", "c", &attempts, &stored);
     eprintln!(
         "{} batches and {} tasks checked; crash test took {:?}",

@@ -234,7 +234,7 @@ async fn a_database_outage_is_answered_with_unavailable_and_loses_no_acknowledge
         }
     }
 
-    let stored = all_users(&ch).await;
+    let stored = all_users(&ch, true).await;
     assert_batches_durable("after the outage", "w", &attempts, &stored);
     assert_alive(&mut roster, "at the end").await;
     assert_eq!(health_status(&ch).await, Ok(ServingStatus::Serving));

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use roster::pb::{QueryUsersRequest, UpdateUsersRequest, User};
+use roster::pb::{UpdateUsersRequest, User};
 use serde_json::json;
 use tokio::time::Instant;
 use tonic::Code;
@@ -378,30 +378,6 @@ pub async fn write_batches(
         tokio::time::sleep(pause).await;
     }
     attempts
-}
-
-/// Every user QueryUsers lists (deactivated too; deleted ones never), by id.
-pub async fn all_users(channel: &Channel) -> BTreeMap<String, User> {
-    let mut client = users_client(channel);
-    let mut users = BTreeMap::new();
-    let mut page_token = String::new();
-    loop {
-        let page = client
-            .query_users(QueryUsersRequest {
-                limit: 100,
-                page_token: page_token.clone(),
-                include_deactivated_users: true,
-                ..QueryUsersRequest::default()
-            })
-            .await
-            .unwrap_or_else(|status| panic!("QueryUsers: {status:?}"))
-            .into_inner();
-        users.extend(page.users.into_iter().map(|u| (u.id.clone(), u)));
-        if page.next_page_token.is_empty() {
-            return users;
-        }
-        page_token = page.next_page_token;
-    }
 }
 
 /// Checks the stored users against the attempts: an acknowledged batch is stored whole, any

@@ -319,10 +319,13 @@ pub async fn fetch_user(
     Ok(response.into_inner().user.expect("GetUser without a user"))
 }
 
-/// Ids `QueryUsers` returns (deleted never), walking every page, sorted.
-pub async fn query_ids(channel: &Channel, include_deactivated_users: bool) -> Vec<String> {
+/// Every user `QueryUsers` returns (deleted never), walking every page, by id.
+pub async fn all_users(
+    channel: &Channel,
+    include_deactivated_users: bool,
+) -> BTreeMap<String, User> {
     let mut client = users_client(channel);
-    let mut ids = Vec::new();
+    let mut users = BTreeMap::new();
     let mut page_token = String::new();
     loop {
         let page = client
@@ -335,15 +338,21 @@ pub async fn query_ids(channel: &Channel, include_deactivated_users: bool) -> Ve
             .await
             .unwrap_or_else(|status| panic!("QueryUsers: {status:?}"))
             .into_inner();
-        ids.extend(page.users.into_iter().map(|u| u.id));
+        users.extend(page.users.into_iter().map(|u| (u.id.clone(), u)));
         if page.next_page_token.is_empty() {
-            break;
+            return users;
         }
-        assert!(ids.len() <= 100_000, "QueryUsers page walk does not end");
+        assert!(users.len() <= 100_000, "QueryUsers page walk does not end");
         page_token = page.next_page_token;
     }
-    ids.sort();
-    ids
+}
+
+/// Ids `QueryUsers` returns (deleted never), walking every page, sorted.
+pub async fn query_ids(channel: &Channel, include_deactivated_users: bool) -> Vec<String> {
+    all_users(channel, include_deactivated_users)
+        .await
+        .into_keys()
+        .collect()
 }
 
 /// A DeleteUsers request; `hard` comes with the `messages`/`conversations: hard` it requires.
