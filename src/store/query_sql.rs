@@ -24,7 +24,7 @@ use crate::error::Error;
 const TRUE: &str = "(1 = 1)";
 const FALSE: &str = "(1 = 0)";
 
-/// `SELECT users.*, <what each user owns> FROM users WHERE <not deleted> [AND <not deactivated>] AND <filter> [AND <after the
+/// `SELECT <the users columns>, <what each user owns> FROM users WHERE <not deleted> [AND <not deactivated>] AND <filter> [AND <after the
 /// cursor>] ORDER BY <keys> LIMIT <limit + 1> OFFSET <offset>`: one row more than the page so the
 /// caller knows whether a next page exists.
 pub fn select_users(query: &UserQuery, backend: DatabaseBackend) -> Result<Statement, Error> {
@@ -42,7 +42,9 @@ pub fn select_users(query: &UserQuery, backend: DatabaseBackend) -> Result<State
         text: String::with_capacity(512),
         values: Vec::new(),
     };
-    sql.push("SELECT users.*, ");
+    sql.push("SELECT ");
+    sql.push(super::users::user_columns());
+    sql.push(", ");
     sql.push(super::users::OWNS_COLUMNS);
     sql.push(" FROM users WHERE users.deleted_at IS NULL");
     if !query.include_deactivated {
