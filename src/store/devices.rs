@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 impl Store {
     /// Registers a device. A device the user already has is returned as it is (a no-op); with
     /// 25 devices already, the oldest ones make room.
-    #[tracing::instrument(skip_all, err(level = "debug"), fields(user_id = %user_id))]
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"), fields(user_id = %user_id))]
     pub async fn create_device(
         &self,
         user_id: &str,
@@ -62,13 +62,13 @@ impl Store {
     }
 
     /// A user's devices, oldest first.
-    #[tracing::instrument(skip(self), err(level = "debug"))]
+    #[tracing::instrument(level = "debug", skip(self), err(level = "debug"))]
     pub async fn list_devices(&self, user_id: &str) -> Result<Vec<Device>> {
         Ok(self.get_user(user_id, false).await?.devices)
     }
 
     /// Removes one device.
-    #[tracing::instrument(skip(self, actor), err(level = "debug"))]
+    #[tracing::instrument(level = "debug", skip(self, actor), err(level = "debug"))]
     pub async fn delete_device(&self, user_id: &str, device_id: &str, actor: &Actor) -> Result<()> {
         let now = self.now();
         let tx = self.write().await?;

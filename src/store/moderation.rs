@@ -26,7 +26,7 @@ pub struct BanPage {
 
 impl Store {
     /// Bans a user (replacing any ban it has) and returns it as it is now.
-    #[tracing::instrument(skip_all, err(level = "debug"), fields(user_id = %request.target_user_id))]
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"), fields(user_id = %request.target_user_id))]
     pub async fn ban_user(&self, request: BanRequest, actor: &Actor) -> Result<User> {
         let now = self.now();
         let id = request.target_user_id.clone();
@@ -50,7 +50,7 @@ impl Store {
     }
 
     /// Lifts a user's ban (expired or not). A user without a ban is left alone.
-    #[tracing::instrument(skip(self, actor), err(level = "debug"))]
+    #[tracing::instrument(level = "debug", skip(self, actor), err(level = "debug"))]
     pub async fn unban_user(&self, id: &str, actor: &Actor) -> Result<User> {
         let now = self.now();
         let tx = self.write().await?;
@@ -75,7 +75,7 @@ impl Store {
     }
 
     /// Users with a ban (deleted users never), newest ban first.
-    #[tracing::instrument(skip(self), err(level = "debug"))]
+    #[tracing::instrument(level = "debug", skip(self), err(level = "debug"))]
     pub async fn query_banned_users(&self, query: &BanQuery) -> Result<BanPage> {
         let mut select = user::Entity::find()
             .filter(U::BannedAt.is_not_null())
@@ -114,7 +114,7 @@ impl Store {
     }
 
     /// `user_id` blocks `blocked_user_id`. Blocking twice is one block: the first one is returned.
-    #[tracing::instrument(skip(self, actor), err(level = "debug"))]
+    #[tracing::instrument(level = "debug", skip(self, actor), err(level = "debug"))]
     pub async fn block_user(
         &self,
         user_id: &str,
@@ -178,7 +178,7 @@ impl Store {
 
     /// Removes a block; a block that does not exist is left alone. The blocked user need not
     /// exist any more.
-    #[tracing::instrument(skip(self, actor), err(level = "debug"))]
+    #[tracing::instrument(level = "debug", skip(self, actor), err(level = "debug"))]
     pub async fn unblock_user(
         &self,
         user_id: &str,
@@ -210,7 +210,7 @@ impl Store {
     }
 
     /// The blocks `user_id` made, oldest first.
-    #[tracing::instrument(skip(self), err(level = "debug"))]
+    #[tracing::instrument(level = "debug", skip(self), err(level = "debug"))]
     pub async fn blocks_of(&self, user_id: &str) -> Result<Vec<Block>> {
         let live = user::Entity::find_by_id(user_id.to_owned())
             .one(self.conn())

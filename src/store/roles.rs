@@ -74,7 +74,7 @@ impl Store {
         Ok(())
     }
 
-    #[tracing::instrument(skip(self), err(level = "debug"))]
+    #[tracing::instrument(level = "debug", skip(self), err(level = "debug"))]
     pub async fn create_role(&self, name: &str, actor: &Actor) -> Result<Role> {
         if let Some(problem) = name_problem(name) {
             return Err(Error::invalid("name", problem));
@@ -126,7 +126,7 @@ impl Store {
         Ok(roles.into_iter().map(Role::from).collect())
     }
 
-    #[tracing::instrument(skip(self), err(level = "debug"))]
+    #[tracing::instrument(level = "debug", skip(self), err(level = "debug"))]
     pub async fn delete_role(&self, name: &str, actor: &Actor) -> Result<()> {
         let tx = self.write().await?;
         self.lock_roles(&tx.txn).await?;

@@ -71,7 +71,7 @@ pub struct TaskQueue {
 impl Store {
     /// Applies the users' immediate state change and enqueues the task, in one transaction.
     /// A `request_id` seen before returns that task's id and changes nothing.
-    #[tracing::instrument(skip_all, err(level = "debug"), fields(kind = new.kind.as_str(), count = new.user_ids.len()))]
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"), fields(kind = new.kind.as_str(), count = new.user_ids.len()))]
     pub async fn enqueue_lifecycle(&self, new: NewTask) -> Result<(String, Vec<User>)> {
         let tx = self.write().await?;
         if let Some(request_id) = &new.request_id {

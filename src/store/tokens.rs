@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 impl Store {
     /// Refuses every token issued before `before` (now when absent; an instant in the future
     /// counts as now), for each of `ids`, all or nothing.
-    #[tracing::instrument(skip_all, err(level = "debug"), fields(count = ids.len()))]
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"), fields(count = ids.len()))]
     pub async fn revoke_tokens(
         &self,
         ids: &[String],
@@ -56,7 +56,7 @@ impl Store {
     /// Records that `user` was active now, unless that was recorded recently enough (see
     /// `Presence::needs_write`). Presence is not a change of the user: `updated_at` stays, and no
     /// event is appended.
-    #[tracing::instrument(skip_all, err(level = "debug"), fields(user_id = %user.fields.id))]
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"), fields(user_id = %user.fields.id))]
     pub async fn record_activity(&self, user: &mut User) -> Result<()> {
         let now = self.now();
         if !self.presence.needs_write(user.last_active, now) {

@@ -40,7 +40,7 @@ pub struct UserPage {
 
 impl Store {
     /// Creates or replaces users, all or nothing. Caller fields are replaced; server fields kept.
-    #[tracing::instrument(skip_all, err(level = "debug"), fields(count = batch.len()))]
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"), fields(count = batch.len()))]
     pub async fn upsert_users(&self, batch: Vec<UserFields>, actor: &Actor) -> Result<Vec<User>> {
         let mut violations: Vec<FieldViolation> = batch
             .iter()
@@ -95,7 +95,7 @@ impl Store {
 
     /// Applies partial updates, all or nothing; each user is locked while it is read, merged and
     /// written, so concurrent updates of different keys all survive.
-    #[tracing::instrument(skip_all, err(level = "debug"), fields(count = updates.len()))]
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"), fields(count = updates.len()))]
     pub async fn update_users_partial(
         &self,
         updates: Vec<PartialUpdate>,
@@ -195,7 +195,7 @@ impl Store {
     }
 
     /// One user; a deleted user only with `include_deleted`.
-    #[tracing::instrument(skip(self), err(level = "debug"))]
+    #[tracing::instrument(level = "debug", skip(self), err(level = "debug"))]
     pub async fn get_user(&self, id: &str, include_deleted: bool) -> Result<User> {
         match self.find_user(id).await? {
             Some(user) if include_deleted || user.deleted_at.is_none() => Ok(user),
@@ -232,7 +232,7 @@ impl Store {
     }
 
     /// One page of a query (deleted users never appear).
-    #[tracing::instrument(skip_all, err(level = "debug"))]
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn query_users(&self, query: &UserQuery) -> Result<UserPage> {
         let statement = super::query_sql::select_users(query, self.backend())?;
         let mut rows = rows_of(self.conn(), statement).await?;
