@@ -445,10 +445,10 @@ impl Floor {
     }
 }
 
-/// `$1, $2, ...` placeholders for `rows` rows of `columns` columns.
-/// `($1, $2), ($3, $4)` on PostgreSQL; `(?, ?), (?, ?)` on SQLite, as roster's statements have it
-/// there (sqlx resolves numbered SQLite placeholders by name, one search per parameter: with the
-/// 2400 of a 100-user batch that was a third of the floor's time).
+/// Placeholders for `rows` rows of `columns` columns: `($1, $2), ($3, $4)` on PostgreSQL, and
+/// `(?, ?), (?, ?)` on SQLite as roster's statements have it there (sqlx resolves numbered SQLite
+/// placeholders by name, one search per parameter: with the 2400 of a 100-user batch that was a
+/// third of the floor's time).
 fn values_list(rows: usize, columns: usize, backend: DatabaseBackend) -> String {
     (0..rows)
         .map(|r| {
