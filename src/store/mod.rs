@@ -13,7 +13,7 @@ mod users;
 pub use events::FEED_WRITERS_LOCK;
 pub use moderation::BanPage;
 pub use tasks::{Claimed, ItemCommit, NewTask, PendingItem, TaskQueue};
-pub use users::{UserPage, select_user_by_id};
+pub use users::{REPLACED_COLUMNS, UserPage, select_user_by_id};
 
 use std::{sync::Arc, time::Duration};
 

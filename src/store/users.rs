@@ -18,7 +18,7 @@ use crate::error::{Error, FieldViolation, Result};
 
 /// Columns a replace or partial update writes; everything else on the row is roster's.
 /// (`revoke_tokens_issued_before` is a token setting: a replace keeps it.)
-const REPLACED_COLUMNS: [Column; 11] = [
+pub const REPLACED_COLUMNS: [Column; 11] = [
     Column::Name,
     Column::Image,
     Column::Role,

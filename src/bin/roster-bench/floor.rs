@@ -25,7 +25,7 @@ use sea_orm::sqlx::{
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
     types::Json,
 };
-use sea_orm::{DatabaseBackend, Value};
+use sea_orm::{DatabaseBackend, IdenStatic, Iterable, Value};
 use serde_json::json;
 use tokio::sync::Mutex;
 
@@ -50,7 +50,7 @@ macro_rules! on_pool {
     };
 }
 
-/// Binds one `users` row in `USER_COLUMNS` order.
+/// Binds one `users` row in the entity's column order (`user::Column::iter()`).
 macro_rules! bind_user {
     ($q:expr, $row:expr) => {{
         let row: &user::Model = $row;
@@ -122,49 +122,6 @@ pub struct Floor {
     pool: Pool,
     population: Population,
 }
-
-/// Columns of `users`, in the order the statements bind them.
-const USER_COLUMNS: [&str; 24] = [
-    "id",
-    "name",
-    "image",
-    "role",
-    "custom",
-    "language",
-    "invisible",
-    "teams",
-    "teams_role",
-    "privacy_settings",
-    "push_notifications",
-    "created_at",
-    "updated_at",
-    "deactivated_at",
-    "deleted_at",
-    "last_active",
-    "revoke_tokens_issued_before",
-    "avg_response_time",
-    "pruned_at",
-    "banned_at",
-    "ban_expires",
-    "ban_reason",
-    "shadow_banned",
-    "banned_by_id",
-];
-
-/// What a replace writes (roster's `REPLACED_COLUMNS`).
-const REPLACED_COLUMNS: [&str; 11] = [
-    "name",
-    "image",
-    "role",
-    "custom",
-    "language",
-    "invisible",
-    "teams",
-    "teams_role",
-    "privacy_settings",
-    "push_notifications",
-    "updated_at",
-];
 
 const EVENT_COLUMNS: [&str; 8] = [
     "kind",
@@ -465,14 +422,17 @@ fn values_list(rows: usize, columns: usize, backend: DatabaseBackend) -> String 
 }
 
 fn upsert_sql(rows: usize, backend: DatabaseBackend) -> String {
-    let set: Vec<String> = REPLACED_COLUMNS
+    // The entity's columns, in the order `bind_user!` binds them; what a replace writes is
+    // roster's own list.
+    let columns: Vec<&str> = user::Column::iter().map(|c| c.as_str()).collect();
+    let set: Vec<String> = roster::store::REPLACED_COLUMNS
         .iter()
-        .map(|c| format!("{c} = excluded.{c}"))
+        .map(|c| format!("{0} = excluded.{0}", c.as_str()))
         .collect();
     format!(
         "INSERT INTO users ({}) VALUES {} ON CONFLICT (id) DO UPDATE SET {}",
-        USER_COLUMNS.join(", "),
-        values_list(rows, USER_COLUMNS.len(), backend),
+        columns.join(", "),
+        values_list(rows, columns.len(), backend),
         set.join(", ")
     )
 }
