@@ -239,20 +239,18 @@ async fn commit_chunk(
     let committed = store
         .commit_items(claimed, owner, &chunk.items, last)
         .await?;
-    let finish = match committed {
-        ItemCommit::Done | ItemCommit::Finished | ItemCommit::Canceled => {
-            for started in &chunk.started {
-                metrics::histogram!(TASK_ITEM_DURATION, "kind" => claimed.kind.as_str())
-                    .record(started.elapsed().as_secs_f64());
-            }
-            hub.events_appended();
-            match committed {
-                ItemCommit::Finished => Some(Finish::Finished),
-                ItemCommit::Canceled => Some(Finish::Stopped),
-                _ => None,
-            }
+    // Only a lost lease writes nothing; a cancel still commits the chunk.
+    if committed != ItemCommit::LeaseLost {
+        for started in &chunk.started {
+            metrics::histogram!(TASK_ITEM_DURATION, "kind" => claimed.kind.as_str())
+                .record(started.elapsed().as_secs_f64());
         }
-        ItemCommit::LeaseLost => Some(Finish::Stopped),
+        hub.events_appended();
+    }
+    let finish = match committed {
+        ItemCommit::Done => None,
+        ItemCommit::Finished => Some(Finish::Finished),
+        ItemCommit::Canceled | ItemCommit::LeaseLost => Some(Finish::Stopped),
     };
     hub.task_changed(&claimed.id);
     chunk.items.clear();
