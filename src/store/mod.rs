@@ -5,6 +5,7 @@ pub mod entities;
 pub(crate) mod events;
 mod moderation;
 pub mod query_sql;
+mod reads;
 mod roles;
 mod tasks;
 mod tokens;
@@ -49,6 +50,8 @@ pub struct Store {
     /// Every instant the store writes or compares comes from here.
     clock: Clock,
     presence: Presence,
+    /// GetUser's reads, coalesced under load (see `reads`).
+    point_reads: Arc<reads::PointReads>,
 }
 
 /// A write transaction (plus, on SQLite, the writer slot it holds until commit or drop).
@@ -95,6 +98,7 @@ impl Store {
             sqlite_writer,
             clock: Clock::default(),
             presence: Presence::default(),
+            point_reads: Arc::default(),
         })
     }
 

@@ -197,7 +197,7 @@ impl Store {
     /// One user; a deleted user only with `include_deleted`.
     #[tracing::instrument(level = "debug", skip(self), err(level = "debug"))]
     pub async fn get_user(&self, id: &str, include_deleted: bool) -> Result<User> {
-        match self.find_user(id).await? {
+        match self.point_reads.read(self.conn(), id).await? {
             Some(user) if include_deleted || user.deleted_at.is_none() => Ok(user),
             _ => Err(Error::UserNotFound(id.to_owned())),
         }

@@ -25,6 +25,7 @@ mod task_replicas;
 mod task_support;
 mod tasks;
 mod tokens;
+mod users_get;
 mod users_partial;
 mod users_query;
 mod users_upsert;

@@ -1,0 +1,192 @@
+//! Point reads of users by id (GetUser), coalesced: reads that arrive while earlier ones are
+//! being answered wait for the next statement and share it, so that under load one statement,
+//! one pooled connection and one round trip serve many reads.
+//!
+//! No read waits for a timer: with fewer than `MAX_IN_FLIGHT` statements on the way, a read is
+//! sent at once. A read only joins a statement sent after it arrived, so it sees every write
+//! acknowledged before it was asked. The statements run in their own tasks, so a caller that
+//! goes away does not take the answers of the others with it.
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use tokio::sync::oneshot;
+
+use super::entities::user::{self, Column};
+use super::users::{fetch_rows, load_users, rows_of, select_user_by_id};
+use crate::domain::user::User;
+use crate::error::{Error, Result};
+
+/// Statements on the way at once. Few enough that reads queue behind them and share the next
+/// one; more than one, so that a slow statement does not hold up everything behind it.
+const MAX_IN_FLIGHT: usize = 2;
+/// Ids in one statement at most.
+const MAX_BATCH: usize = 100;
+
+type Answer = oneshot::Sender<Result<Option<User>>>;
+
+#[derive(Default)]
+pub(crate) struct PointReads {
+    state: Mutex<Queue>,
+    /// Statements sent so far (each answers one or more reads).
+    statements: AtomicU64,
+}
+
+#[derive(Default)]
+struct Queue {
+    waiting: Vec<(String, Answer)>,
+    in_flight: usize,
+}
+
+impl PointReads {
+    /// The user with this id, deleted or not; `None` when there is no such row.
+    pub(crate) async fn read(
+        self: &Arc<Self>,
+        db: &DatabaseConnection,
+        id: &str,
+    ) -> Result<Option<User>> {
+        let (answer, answered) = oneshot::channel();
+        let start_one = {
+            let mut queue = self.queue();
+            queue.waiting.push((id.to_owned(), answer));
+            let start = queue.in_flight < MAX_IN_FLIGHT;
+            if start {
+                queue.in_flight += 1;
+            }
+            start
+        };
+        if start_one {
+            tokio::spawn(Arc::clone(self).send_until_empty(db.clone()));
+        }
+        answered
+            .await
+            .map_err(|_| Error::Internal("a point read was dropped unanswered".into()))?
+    }
+
+    /// Sends statements for whatever is waiting until nothing is; the queue's lock makes sure
+    /// that a read queued while this returns is seen by this sender or starts another.
+    async fn send_until_empty(self: Arc<Self>, db: DatabaseConnection) {
+        loop {
+            let batch: Vec<(String, Answer)> = {
+                let mut queue = self.queue();
+                if queue.waiting.is_empty() {
+                    queue.in_flight -= 1;
+                    return;
+                }
+                let take = queue.waiting.len().min(MAX_BATCH);
+                queue.waiting.drain(..take).collect()
+            };
+            self.statements.fetch_add(1, Ordering::Relaxed);
+            // In a task of its own, so that a panic while answering fails only this batch's reads
+            // (their answers drop unsent) and this sender goes on, its slot still counted.
+            let _ = tokio::spawn(answer(db.clone(), batch)).await;
+        }
+    }
+
+    fn queue(&self) -> std::sync::MutexGuard<'_, Queue> {
+        // Nothing panics while holding the lock; should something, the queue is still whole.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Statements sent so far.
+    #[cfg(test)]
+    pub(crate) fn statements(&self) -> u64 {
+        self.statements.load(Ordering::Relaxed)
+    }
+}
+
+/// One statement for the batch; every waiter gets its user, its `None`, or the error.
+async fn answer(db: DatabaseConnection, batch: Vec<(String, Answer)>) {
+    let mut askers: HashMap<String, Vec<Answer>> = HashMap::with_capacity(batch.len());
+    for (id, answer) in batch {
+        askers.entry(id).or_default().push(answer);
+    }
+    let ids: Vec<String> = askers.keys().cloned().collect();
+    match read_many(&db, ids).await {
+        Ok(mut found) => {
+            for (id, mut answers) in askers {
+                let user = found.remove(&id);
+                // An id asked more than once in the batch: each asker gets its own copy.
+                let last = answers.pop().expect("every id has an asker");
+                for answer in answers {
+                    let _ = answer.send(Ok(user.clone()));
+                }
+                let _ = last.send(Ok(user));
+            }
+        }
+        Err(error) => {
+            for answer in askers.into_values().flatten() {
+                let _ = answer.send(Err(shared(&error)));
+            }
+        }
+    }
+}
+
+/// The error of a statement, for each of the reads that shared it.
+fn shared(error: &Error) -> Error {
+    match error {
+        Error::Unavailable(e) => Error::Unavailable(e.clone()),
+        Error::Database(e) => Error::Database(e.clone()),
+        other => Error::Internal(other.to_string()),
+    }
+}
+
+/// The users with these ids, deleted or not, with their devices and blocks. One id is sent as
+/// GetUser's own statement, whose SQL is built once.
+async fn read_many(db: &DatabaseConnection, ids: Vec<String>) -> Result<HashMap<String, User>> {
+    let rows = match ids.as_slice() {
+        [id] => rows_of(db, select_user_by_id(id, db.get_database_backend())).await?,
+        _ => fetch_rows(db, user::Entity::find().filter(Column::Id.is_in(ids))).await?,
+    };
+    let users = load_users(db, rows).await?;
+    Ok(users
+        .into_iter()
+        .map(|u| (u.fields.id.clone(), u))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    /// Reads that queue while the statements allowed are on the way are answered together, by
+    /// one statement, each with its own answer (an id asked twice included).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reads_queued_behind_busy_statements_share_the_next_one() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("reads.db").display()
+        );
+        Store::migrate(&url).await.expect("migrate");
+        let store = Store::connect(&url, 4).await.expect("connect");
+        let reads = Arc::new(PointReads::default());
+        // As if MAX_IN_FLIGHT statements were on the way: every read below queues.
+        reads.state.lock().expect("queue").in_flight = MAX_IN_FLIGHT;
+        let mut asked = tokio::task::JoinSet::new();
+        for i in 0..64 {
+            let (reads, db) = (Arc::clone(&reads), store.conn().clone());
+            let id = format!("nobody-{}", i % 48);
+            asked.spawn(async move { (id.clone(), reads.read(&db, &id).await) });
+        }
+        while reads.state.lock().expect("queue").waiting.len() < 64 {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        // One of those statements comes back; its sender finds the queue and sends the rest.
+        reads.state.lock().expect("queue").in_flight = 1;
+        tokio::spawn(Arc::clone(&reads).send_until_empty(store.conn().clone()));
+        let mut answered = 0;
+        while let Some(joined) = asked.join_next().await {
+            let (id, answer) = joined.expect("read task");
+            assert!(matches!(answer, Ok(None)), "{id}: {answer:?}");
+            answered += 1;
+        }
+        assert_eq!(answered, 64);
+        assert_eq!(reads.statements(), 1, "64 queued reads, one statement");
+        assert_eq!(reads.state.lock().expect("queue").in_flight, 0);
+    }
+}
