@@ -8,8 +8,10 @@
 //!   change-feed rows (the user as a JSON snapshot), as roster writes both.
 //! - partial: per user, one transaction: read the custom document locking the row, write the
 //!   merged document and `updated_at`, append the change-feed row.
-//! - get: the very statement roster sends for GetUser (`store::select_user_by_id`): the row by
-//!   primary key, and whether the user has devices and blocks.
+//! - get: per read, the statement roster sends for a GetUser that no other read shares
+//!   (`store::select_user_by_id`): the row by primary key, and whether the user has devices and
+//!   blocks. Under load roster answers reads asked together with one `id IN (...)` statement;
+//!   the floor does not, as one caller reading rows one at a time would not.
 //! - query: the very statement roster builds for the query (`store::query_sql::select_users`).
 //! - delete-task: one `UPDATE` that soft-deletes all the users at once (`deleted_at`,
 //!   `updated_at`), the least any delete of them must do.
