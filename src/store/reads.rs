@@ -76,13 +76,25 @@ impl PointReads {
                     queue.in_flight -= 1;
                     return;
                 }
+                // Callers that gave up (a deadline, a closed stream) are not asked for.
+                queue.waiting.retain(|(_, answer)| !answer.is_closed());
                 let take = queue.waiting.len().min(MAX_BATCH);
                 queue.waiting.drain(..take).collect()
             };
+            if batch.is_empty() {
+                continue;
+            }
             self.statements.fetch_add(1, Ordering::Relaxed);
             // In a task of its own, so that a panic while answering fails only this batch's reads
             // (their answers drop unsent) and this sender goes on, its slot still counted.
-            let _ = tokio::spawn(answer(db.clone(), batch)).await;
+            if let Ok(Some(unavailable)) = tokio::spawn(answer(db.clone(), batch)).await {
+                // The database cannot be reached: every read waiting would wait as long again
+                // for the same answer, batch after batch. They get it now.
+                let waiting = std::mem::take(&mut self.queue().waiting);
+                for (_, answer) in waiting {
+                    let _ = answer.send(Err(shared(&unavailable)));
+                }
+            }
         }
     }
 
@@ -100,8 +112,9 @@ impl PointReads {
     }
 }
 
-/// One statement for the batch; every waiter gets its user, its `None`, or the error.
-async fn answer(db: DatabaseConnection, batch: Vec<(String, Answer)>) {
+/// One statement for the batch; every waiter gets its user, its `None`, or the error. Returns the
+/// error when it says the database is unavailable.
+async fn answer(db: DatabaseConnection, batch: Vec<(String, Answer)>) -> Option<Error> {
     let mut askers: HashMap<String, Vec<Answer>> = HashMap::with_capacity(batch.len());
     for (id, answer) in batch {
         askers.entry(id).or_default().push(answer);
@@ -118,11 +131,13 @@ async fn answer(db: DatabaseConnection, batch: Vec<(String, Answer)>) {
                 }
                 let _ = last.send(Ok(user));
             }
+            None
         }
         Err(error) => {
             for answer in askers.into_values().flatten() {
                 let _ = answer.send(Err(shared(&error)));
             }
+            matches!(error, Error::Unavailable(_)).then_some(error)
         }
     }
 }
@@ -197,5 +212,39 @@ mod tests {
         assert_eq!(answered, 64);
         assert_eq!(reads.statements(), 1, "64 queued reads, one statement");
         assert_eq!(reads.state.lock().expect("queue").in_flight, 0);
+    }
+
+    /// When the database cannot be reached, one failed statement answers every read waiting:
+    /// none waits again, batch after batch, for the same answer.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_unreachable_database_fails_every_waiting_read_at_once() {
+        let mut options = sea_orm::ConnectOptions::new("postgres://roster@127.0.0.1:1/none");
+        options
+            .connect_lazy(true)
+            .acquire_timeout(std::time::Duration::from_millis(500))
+            .sqlx_logging(false);
+        let db = sea_orm::Database::connect(options)
+            .await
+            .expect("lazy pool");
+        let reads = Arc::new(PointReads::default());
+        reads.queue().in_flight = MAX_IN_FLIGHT;
+        let mut asked = tokio::task::JoinSet::new();
+        for i in 0..250 {
+            let (reads, db) = (Arc::clone(&reads), db.clone());
+            asked.spawn(async move { reads.read(&db, &format!("u{i}")).await });
+        }
+        while reads.queue().waiting.len() < 250 {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        tokio::spawn(Arc::clone(&reads).send_until_empty(db));
+        while let Some(joined) = asked.join_next().await {
+            let answer = joined.expect("read task");
+            assert!(matches!(answer, Err(Error::Unavailable(_))), "{answer:?}");
+        }
+        assert_eq!(
+            reads.statements(),
+            1,
+            "250 reads waiting, one failed statement"
+        );
     }
 }
