@@ -85,7 +85,7 @@ fn check<S: Strategy>(
         ..Config::default()
     });
     // Building a value tree for a deeply recursive strategy recurses once per level and, in a
-    // debug build, overflowed the test thread's 2 MiB stack in about one run in ten.
+    // debug build, overflowed the test thread's 2 MiB stack in about one run in twenty.
     let result = stacker::grow(GENERATOR_STACK, || {
         runner.run(&strategy, |input| {
             runtime.block_on(async {
