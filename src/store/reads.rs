@@ -10,11 +10,10 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use sea_orm::DatabaseConnection;
 use tokio::sync::oneshot;
 
-use super::entities::user::{self, Column};
-use super::users::{fetch_rows, load_users, rows_of, select_user_by_id};
+use super::users::{USERS_BY_ID_PADDED, users_by_id};
 use crate::domain::user::User;
 use crate::error::{Error, Result};
 
@@ -23,8 +22,9 @@ use crate::error::{Error, Result};
 /// concurrency 16), two runs each, 1 gave 7.4-7.7K reads/s, 2 gave 6.3-7.0K, 4 gave 5.3-5.4K.
 /// A point read by primary key waits for no lock, so one statement rarely holds up the next.
 const MAX_IN_FLIGHT: usize = 1;
-/// Ids in one statement at most.
-const MAX_BATCH: usize = 100;
+/// Ids in one statement at most: as many as `users_by_id` pads to, so every batch has one of a
+/// few list lengths.
+const MAX_BATCH: usize = USERS_BY_ID_PADDED;
 
 type Answer = oneshot::Sender<Result<Option<User>>>;
 
@@ -151,22 +151,9 @@ fn shared(error: &Error) -> Error {
     }
 }
 
-/// The users with these ids, deleted or not, with their devices and blocks. One id is sent as
-/// GetUser's own statement, whose SQL is built once. More are sent as `id IN (...)` with the
-/// list padded (repeating an id) to a power of two, or to `MAX_BATCH`: each connection then
-/// prepares a handful of statements instead of one per length.
-async fn read_many(db: &DatabaseConnection, mut ids: Vec<String>) -> Result<HashMap<String, User>> {
-    let rows = match ids.as_slice() {
-        [id] => rows_of(db, select_user_by_id(id, db.get_database_backend())).await?,
-        [first, ..] => {
-            let padded = ids.len().next_power_of_two().min(MAX_BATCH);
-            let first = first.clone();
-            ids.resize(padded, first);
-            fetch_rows(db, user::Entity::find().filter(Column::Id.is_in(ids))).await?
-        }
-        [] => Vec::new(),
-    };
-    let users = load_users(db, rows).await?;
+/// The users with these ids, deleted or not, by id.
+async fn read_many(db: &DatabaseConnection, ids: Vec<String>) -> Result<HashMap<String, User>> {
+    let users = users_by_id(db, ids).await?;
     Ok(users
         .into_iter()
         .map(|u| (u.fields.id.clone(), u))

@@ -205,11 +205,7 @@ impl Store {
 
     /// One user with its devices and blocks, deleted or not; `None` when there is no such row.
     pub(crate) async fn find_user(&self, id: &str) -> Result<Option<User>> {
-        let statement = select_user_by_id(id, self.backend());
-        let Some(row) = rows_of(self.conn(), statement).await?.into_iter().next() else {
-            return Ok(None);
-        };
-        Ok(load_users(self.conn(), vec![row]).await?.pop())
+        Ok(users_by_id(self.conn(), vec![id.to_owned()]).await?.pop())
     }
 
     /// The given users that exist and are not deleted, with devices and blocks, by id.
@@ -325,6 +321,34 @@ pub(crate) async fn fetch_rows(
         .expr(Expr::cust(OWNS_COLUMNS))
         .build(conn.get_database_backend());
     rows_of(conn, statement).await
+}
+
+/// Ids `users_by_id` pads its lists up to; longer lists go as they are.
+pub(crate) const USERS_BY_ID_PADDED: usize = 100;
+
+/// The users with these ids, deleted or not, with their devices and blocks. One id is sent as
+/// GetUser's own statement, whose SQL is built once. More are sent as `id IN (...)` with the
+/// list padded (repeating an id) to a power of two, or to `USERS_BY_ID_PADDED`: each connection
+/// then prepares a handful of statements instead of one per length.
+pub(crate) async fn users_by_id(
+    conn: &impl ConnectionTrait,
+    mut ids: Vec<String>,
+) -> Result<Vec<User>> {
+    let rows = match ids.as_slice() {
+        [] => return Ok(Vec::new()),
+        [id] => rows_of(conn, select_user_by_id(id, conn.get_database_backend())).await?,
+        [first, ..] => {
+            let padded = ids
+                .len()
+                .next_power_of_two()
+                .min(USERS_BY_ID_PADDED)
+                .max(ids.len());
+            let first = first.clone();
+            ids.resize(padded, first);
+            fetch_rows(conn, user::Entity::find().filter(Column::Id.is_in(ids))).await?
+        }
+    };
+    load_users(conn, rows).await
 }
 
 /// Writes `users` in one statement (inserting new ids, updating `columns` of existing ones), then
