@@ -189,7 +189,7 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
         // That statement comes back; its sender finds the queue and sends the rest.
-        tokio::spawn(Arc::clone(&reads).send_until_empty(store.conn().clone()));
+        let sender = tokio::spawn(Arc::clone(&reads).send_until_empty(store.conn().clone()));
         let mut answered = 0;
         while let Some(joined) = asked.join_next().await {
             let (id, answer) = joined.expect("read task");
@@ -198,6 +198,9 @@ mod tests {
         }
         assert_eq!(answered, 64);
         assert_eq!(reads.statements(), 1, "64 queued reads, one statement");
+        // The sender frees its slot once it finds the queue empty, which may be just after the
+        // last answer went out.
+        sender.await.expect("sender");
         assert_eq!(reads.state.lock().expect("queue").in_flight, 0);
     }
 
