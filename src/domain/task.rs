@@ -165,6 +165,31 @@ pub struct Task {
     pub version: i64,
 }
 
+/// A committed change of a task, as the process that made it knows it: the task right after the
+/// change, with `result` holding only the items this change finished, and the version it
+/// replaced. A watcher that has seen `from_version` applies it without reading the task again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskUpdate {
+    pub from_version: i64,
+    pub task: Task,
+}
+
+impl TaskUpdate {
+    /// Applies the update to `seen`, the task at `from_version`; false (and `seen` untouched)
+    /// when `seen` is at another version, which only a read of the whole task can bridge.
+    pub fn apply_to(&self, seen: &mut Task) -> bool {
+        if seen.id != self.task.id || seen.version != self.from_version {
+            return false;
+        }
+        let mut next = self.task.clone();
+        let mut result = std::mem::take(&mut seen.result);
+        result.append(&mut next.result);
+        next.result = result;
+        *seen = next;
+        true
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskError {
     pub kind: String,

@@ -1,6 +1,7 @@
 //! `roster.v1.TaskService`: read, list, cancel and watch durable tasks.
 use std::collections::HashMap;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
@@ -13,7 +14,7 @@ use crate::domain::task::{Task, TaskKind, TaskStatus};
 use crate::error::Error;
 use crate::pb::{self, task_service_server::TaskService};
 use crate::store::Store;
-use crate::tasks::Hub;
+use crate::tasks::{Hub, TaskChanged};
 
 /// How often the watched tasks' rows are re-read: bounds how late a change made by another
 /// replica arrives (the local worker's changes arrive at once through the hub).
@@ -135,8 +136,14 @@ impl From<TaskStatus> for pb::TaskStatus {
 
 impl From<Task> for pb::Task {
     fn from(t: Task) -> Self {
+        pb::Task::from(&t)
+    }
+}
+
+impl From<&Task> for pb::Task {
+    fn from(t: &Task) -> Self {
         pb::Task {
-            task_id: t.id,
+            task_id: t.id.clone(),
             kind: t.kind.as_str().to_owned(),
             status: pb::TaskStatus::from(t.status) as i32,
             created_at: Some(timestamp(t.created_at)),
@@ -148,9 +155,9 @@ impl From<Task> for pb::Task {
                 total: t.total,
             }),
             result: Some(json_to_struct(&t.result)),
-            error: t.error.map(|e| pb::TaskError {
-                r#type: e.kind,
-                description: e.description,
+            error: t.error.as_ref().map(|e| pb::TaskError {
+                r#type: e.kind.clone(),
+                description: e.description.clone(),
             }),
         }
     }
@@ -264,65 +271,69 @@ impl TaskService for TaskApi {
 }
 
 /// Streams `first`, then every change, until a terminal state, the client leaving, or shutdown.
+/// A change this process's worker committed comes with the task as it left it and is applied to
+/// the task already sent; any other change (another replica's, a cancel, a missed update) is read
+/// from the database.
 async fn follow(
     store: Store,
     hub: Hub,
     first: Task,
-    mut changes: tokio::sync::broadcast::Receiver<String>,
+    mut changes: tokio::sync::broadcast::Receiver<Arc<TaskChanged>>,
     tx: mpsc::Sender<Result<pb::WatchTaskResponse, Status>>,
     _watching: WatchGuard,
 ) {
-    let task_id = first.id.clone();
-    let mut version = first.version;
-    let mut finished = first.status.is_terminal();
-    if tx
-        .send(Ok(pb::WatchTaskResponse {
-            task: Some(first.into()),
-        }))
-        .await
-        .is_err()
-        || finished
-    {
+    let mut seen = first;
+    if send(&tx, &seen).await.is_err() || seen.status.is_terminal() {
         return;
     }
-    while !finished {
-        tokio::select! {
+    while !seen.status.is_terminal() {
+        let update = tokio::select! {
             () = tx.closed() => return,
             () = hub.shutting_down() => {
                 let _ = tx.send(Err(Status::unavailable("roster is shutting down; watch again"))).await;
                 return;
             }
             changed = changes.recv() => match changed {
-                Ok(id) if id != task_id => continue,
+                Ok(change) if change.task_id != seen.id => continue,
+                Ok(change) => change,
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-                _ => {}
+                // Lagged: some announcements were missed; read the task.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    Arc::new(TaskChanged { task_id: seen.id.clone(), update: None })
+                }
             },
-        }
-        // Announcements name a task that changed (the poll loop only announces new versions),
-        // so the task is read whole at once rather than its version first.
-        match store.get_task(&task_id).await {
-            Ok(task) if task.version == version => continue,
-            Ok(task) => {
-                version = task.version;
-                finished = task.status.is_terminal();
-                if tx
-                    .send(Ok(pb::WatchTaskResponse {
-                        task: Some(task.into()),
-                    }))
-                    .await
-                    .is_err()
-                {
+        };
+        match &update.update {
+            // Already seen: the first read came after this change.
+            Some(update) if update.task.version <= seen.version => continue,
+            Some(update) if update.apply_to(&mut seen) => {}
+            // Announcements name a task that changed (the poll loop only announces new
+            // versions), so the task is read whole at once rather than its version first.
+            _ => match store.get_task(&seen.id).await {
+                Ok(task) if task.version == seen.version => continue,
+                Ok(task) => seen = task,
+                // Purged meanwhile: nothing more to tell.
+                Err(Error::TaskNotFound(_)) => return,
+                Err(err) => {
+                    let _ = tx.send(Err(err.into())).await;
                     return;
                 }
-            }
-            // Purged meanwhile: nothing more to tell.
-            Err(Error::TaskNotFound(_)) => return,
-            Err(err) => {
-                let _ = tx.send(Err(err.into())).await;
-                return;
-            }
+            },
+        }
+        if send(&tx, &seen).await.is_err() {
+            return;
         }
     }
+}
+
+async fn send(
+    tx: &mpsc::Sender<Result<pb::WatchTaskResponse, Status>>,
+    task: &Task,
+) -> Result<(), mpsc::error::SendError<Result<pb::WatchTaskResponse, Status>>> {
+    tx.send(Ok(pb::WatchTaskResponse {
+        task: Some(task.into()),
+    }))
+    .await
 }
 
 fn encode_token(created_at: i64, id: &str) -> String {
@@ -337,4 +348,128 @@ fn decode_token(token: &str) -> Result<(i64, String), Error> {
     let text = String::from_utf8(bytes).map_err(|_| bad())?;
     let (created_at, id) = text.split_once(':').ok_or_else(bad)?;
     Ok((created_at.parse().map_err(|_| bad())?, id.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::task::TaskUpdate;
+    use serde_json::json;
+
+    type Stream = mpsc::Receiver<Result<pb::WatchTaskResponse, Status>>;
+
+    fn task(version: i64, done: u32, status: TaskStatus) -> Task {
+        Task {
+            id: "t1".into(),
+            kind: TaskKind::DeleteUsers,
+            status,
+            created_at: 1,
+            updated_at: 10 + version,
+            started_at: Some(2),
+            finished_at: None,
+            done,
+            total: 4,
+            result: serde_json::Map::new(),
+            error: None,
+            version,
+        }
+    }
+
+    fn update(from_version: i64, done: u32, status: TaskStatus, users: &[&str]) -> TaskUpdate {
+        let mut after = task(from_version + 1, done, status);
+        for user in users {
+            after
+                .result
+                .insert((*user).to_owned(), json!({"status": "ok"}));
+        }
+        TaskUpdate {
+            from_version,
+            task: after,
+        }
+    }
+
+    /// Follows `first` over a database that holds no task at all: a watcher that reads the task
+    /// ends its stream (TaskNotFound), so a stream that goes on was fed by the updates alone.
+    async fn watching(first: Task) -> (Hub, Stream, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("w.db").display());
+        Store::migrate(&url).await.expect("migrate");
+        let store = Store::connect(&url, 2).await.expect("connect");
+        let hub = Hub::default();
+        let changes = hub.subscribe();
+        let (tx, rx) = mpsc::channel(16);
+        let guard = Watched::default().add(&first.id, first.version);
+        tokio::spawn(follow(store, hub.clone(), first, changes, tx, guard));
+        (hub, rx, dir)
+    }
+
+    async fn next(stream: &mut Stream) -> Option<Task> {
+        let message = tokio::time::timeout(Duration::from_secs(10), stream.recv())
+            .await
+            .expect("the watcher answers within 10 s")?;
+        let task = message.expect("no error").task.expect("a task");
+        Some(task_of(&task))
+    }
+
+    /// What a watcher sees of a task, in domain terms.
+    fn task_of(t: &pb::Task) -> Task {
+        let progress = t.progress.expect("progress");
+        let status = pb::TaskStatus::try_from(t.status).expect("known status");
+        let mut result = serde_json::Map::new();
+        for user in t.result.as_ref().expect("result").fields.keys() {
+            result.insert(user.clone(), json!({"status": "ok"}));
+        }
+        Task {
+            status: TaskStatus::parse(
+                &status
+                    .as_str_name()
+                    .trim_start_matches("TASK_STATUS_")
+                    .to_ascii_lowercase(),
+            )
+            .expect("status"),
+            done: progress.done,
+            result,
+            updated_at: crate::grpc::convert::micros(t.updated_at.as_ref().expect("updated"))
+                .expect("micros"),
+            ..task(0, 0, TaskStatus::Pending)
+        }
+    }
+
+    #[tokio::test]
+    async fn the_workers_updates_reach_watchers_without_reading_the_task() {
+        let (hub, mut stream, _dir) = watching(task(1, 0, TaskStatus::Running)).await;
+        assert_eq!(next(&mut stream).await.expect("first").done, 0);
+
+        hub.task_updated(update(1, 2, TaskStatus::Running, &["a", "b"]));
+        let seen = next(&mut stream).await.expect("the first chunk");
+        assert_eq!((seen.done, seen.updated_at), (2, 12));
+        assert_eq!(seen.result.keys().collect::<Vec<_>>(), ["a", "b"]);
+
+        // An update the watcher has already seen (its first read came later) is not sent again.
+        hub.task_updated(update(0, 0, TaskStatus::Running, &[]));
+        hub.task_updated(update(2, 4, TaskStatus::Completed, &["c", "d"]));
+        let last = next(&mut stream).await.expect("the last chunk");
+        assert_eq!((last.done, last.status), (4, TaskStatus::Completed));
+        assert_eq!(
+            last.result.keys().collect::<Vec<_>>(),
+            ["a", "b", "c", "d"],
+            "results accumulate over the updates"
+        );
+        assert!(
+            next(&mut stream).await.is_none(),
+            "a finished task ends the stream"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_gap_in_the_updates_is_bridged_by_reading_the_task() {
+        let (hub, mut stream, _dir) = watching(task(1, 0, TaskStatus::Running)).await;
+        next(&mut stream).await.expect("first");
+        // Version 2 was never announced: the watcher reads the task, which here is gone.
+        hub.task_updated(update(2, 4, TaskStatus::Completed, &["a", "b", "c", "d"]));
+        assert!(
+            next(&mut stream).await.is_none(),
+            "the watcher read the task (and found it purged) instead of applying an update it cannot place"
+        );
+    }
 }

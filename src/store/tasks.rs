@@ -16,7 +16,9 @@ use super::events::{self, NewEvent};
 use super::{Store, WriteTx};
 use crate::domain::event::EventKind;
 use crate::domain::lifecycle::{DeleteOptions, UserDeletion};
-use crate::domain::task::{ItemOutcome, Task, TaskError, TaskKind, TaskPayload, TaskStatus};
+use crate::domain::task::{
+    ItemOutcome, Task, TaskError, TaskKind, TaskPayload, TaskStatus, TaskUpdate,
+};
 use crate::domain::user::{Micros, User};
 use crate::error::{Error, Result};
 
@@ -180,8 +182,12 @@ impl Store {
 
     /// Claims the oldest runnable task whose lease is free or expired: `FOR UPDATE SKIP LOCKED`
     /// picks a candidate without waiting on other claimers, and the guarded update makes the claim
-    /// exclusive on both databases.
-    pub async fn claim_task(&self, owner: &str, lease_micros: i64) -> Result<Option<Claimed>> {
+    /// exclusive on both databases. With the claim comes the task as it is after it, for watchers.
+    pub async fn claim_task(
+        &self,
+        owner: &str,
+        lease_micros: i64,
+    ) -> Result<Option<(Claimed, TaskUpdate)>> {
         let tx = self.write().await?;
         let now = self.now();
         let candidate = task::Entity::find()
@@ -219,16 +225,20 @@ impl Store {
         if claimed.rows_affected != 1 {
             return Ok(None);
         }
+        let update = update_since(&tx.txn, row.version, &row.id, Map::new()).await?;
         tx.commit().await?;
         let kind = TaskKind::parse(&row.kind)
             .ok_or_else(|| Error::Internal(format!("unknown task kind {}", row.kind)))?;
         let payload = serde_json::from_value(row.payload)
             .map_err(|e| Error::Internal(format!("task payload: {e}")))?;
-        Ok(Some(Claimed {
-            id: row.id,
-            kind,
-            payload,
-        }))
+        Ok(Some((
+            Claimed {
+                id: row.id,
+                kind,
+                payload,
+            },
+            update,
+        )))
     }
 
     pub async fn task_queue(&self) -> Result<TaskQueue> {
@@ -323,13 +333,15 @@ impl Store {
     /// earlier holder of the lease already committed are skipped (never applied twice). With
     /// `last`, the chunk ends the task's list and the task takes its terminal status in the same
     /// transaction; so does a task whose cancel was requested (`canceled`, after this chunk).
+    /// With what it wrote comes the task as it is after the commit, for watchers (none when it
+    /// wrote nothing).
     pub async fn commit_items(
         &self,
         claimed: &Claimed,
         owner: &str,
         items: &[(PendingItem, ItemOutcome)],
         last: bool,
-    ) -> Result<ItemCommit> {
+    ) -> Result<(ItemCommit, Option<TaskUpdate>)> {
         let tx = self.write().await?;
         // After the transaction began: `updated_at` is when the change was made, not when it
         // started to wait for a connection.
@@ -339,12 +351,12 @@ impl Store {
             .one(&tx.txn)
             .await?
         else {
-            return Ok(ItemCommit::LeaseLost);
+            return Ok((ItemCommit::LeaseLost, None));
         };
         if row.lease_owner.as_deref() != Some(owner)
             || TaskStatus::parse(&row.status).is_none_or(TaskStatus::is_terminal)
         {
-            return Ok(ItemCommit::LeaseLost);
+            return Ok((ItemCommit::LeaseLost, None));
         }
         // The task row is locked: no other holder can mark these items until we commit.
         let still_pending: std::collections::HashSet<i32> = task_item::Entity::find()
@@ -364,8 +376,10 @@ impl Store {
             .collect();
         // Items with the same outcome (usually all of them) are marked by one statement.
         let mut groups: Vec<(&'static str, Value, Vec<i32>)> = Vec::new();
+        let mut results = Map::new();
         for (item, outcome) in &todo {
             let (status, result) = (outcome_status(outcome), outcome_json(outcome));
+            results.insert(item.user_id.clone(), result.clone());
             match groups
                 .iter_mut()
                 .find(|(s, r, _)| *s == status && *r == result)
@@ -415,8 +429,14 @@ impl Store {
         } else {
             ItemCommit::Done
         };
+        let changed = !todo.is_empty() || outcome != ItemCommit::Done;
+        let update = if changed {
+            Some(update_since(&tx.txn, row.version, &row.id, results).await?)
+        } else {
+            None
+        };
         tx.commit().await?;
-        Ok(outcome)
+        Ok((outcome, update))
     }
 
     /// Sets the terminal status once every item is done: `completed`, or `failed` when any item
@@ -781,6 +801,24 @@ fn outcome_json(outcome: &ItemOutcome) -> Value {
         }
     }
     Value::Object(out)
+}
+
+/// The task as this transaction left it, as an update from `from_version` that finished the
+/// items in `results`.
+async fn update_since(
+    txn: &DatabaseTransaction,
+    from_version: i64,
+    task_id: &str,
+    results: Map<String, Value>,
+) -> Result<TaskUpdate> {
+    let row = task::Entity::find_by_id(task_id.to_owned())
+        .one(txn)
+        .await?
+        .ok_or_else(|| Error::Internal(format!("task {task_id} vanished in its transaction")))?;
+    Ok(TaskUpdate {
+        from_version,
+        task: to_task(row, results)?,
+    })
 }
 
 fn to_task(row: task::Model, result: Map<String, Value>) -> Result<Task> {

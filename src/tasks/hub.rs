@@ -1,7 +1,20 @@
 //! In-process signals between the RPC handlers and the worker: "there is new work", "task X
-//! changed", "we are shutting down". Changes made by other replicas are seen by polling the task
-//! row (see `grpc::tasks`), so this hub only shortens the local path.
+//! changed" (with the change, when the worker committed it), "we are shutting down". Changes made
+//! by other replicas are seen by polling the task row (see `grpc::tasks`), so this hub only
+//! shortens the local path.
+use std::sync::Arc;
+
 use tokio::sync::{Notify, broadcast, watch};
+
+use crate::domain::task::TaskUpdate;
+
+/// "Task X changed": with the change itself when the worker that committed it sends it, so that
+/// watchers need not read the task again.
+#[derive(Debug)]
+pub struct TaskChanged {
+    pub task_id: String,
+    pub update: Option<TaskUpdate>,
+}
 
 #[derive(Clone)]
 pub struct Hub {
@@ -10,7 +23,7 @@ pub struct Hub {
 
 struct Inner {
     work: Notify,
-    changes: broadcast::Sender<String>,
+    changes: broadcast::Sender<Arc<TaskChanged>>,
     events: watch::Sender<u64>,
     shutdown_tx: watch::Sender<bool>,
     shutdown_rx: watch::Receiver<bool>,
@@ -43,12 +56,23 @@ impl Hub {
         self.inner.work.notified().await;
     }
 
-    /// A task's status or progress changed.
+    /// A task's status or progress changed; watchers read it again.
     pub fn task_changed(&self, task_id: &str) {
-        let _ = self.inner.changes.send(task_id.to_owned());
+        let _ = self.inner.changes.send(Arc::new(TaskChanged {
+            task_id: task_id.to_owned(),
+            update: None,
+        }));
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<String> {
+    /// A task changed as `update` says (committed by this process).
+    pub fn task_updated(&self, update: TaskUpdate) {
+        let _ = self.inner.changes.send(Arc::new(TaskChanged {
+            task_id: update.task.id.clone(),
+            update: Some(update),
+        }));
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<TaskChanged>> {
         self.inner.changes.subscribe()
     }
 

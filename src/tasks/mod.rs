@@ -4,6 +4,6 @@ mod hub;
 mod products;
 mod worker;
 
-pub use hub::Hub;
+pub use hub::{Hub, TaskChanged};
 pub use products::{BoxFuture, NoProducts, ProductCall, Products, RetryPolicy};
 pub use worker::{WorkerConfig, spawn_workers};

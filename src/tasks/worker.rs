@@ -87,8 +87,8 @@ async fn work_loop(worker: Worker, owner: String) {
     let lease = micros(config.lease);
     while !hub.is_shutting_down() {
         match store.claim_task(&owner, lease).await {
-            Ok(Some(claimed)) => {
-                hub.task_changed(&claimed.id);
+            Ok(Some((claimed, update))) => {
+                hub.task_updated(update);
                 run_task(&worker, &owner, claimed).await;
             }
             Ok(None) => {
@@ -236,7 +236,7 @@ async fn commit_chunk(
         return Ok(None);
     }
     let Worker { store, hub, .. } = worker;
-    let committed = store
+    let (committed, update) = store
         .commit_items(claimed, owner, &chunk.items, last)
         .await?;
     // Only a lost lease writes nothing; a cancel still commits the chunk.
@@ -252,7 +252,10 @@ async fn commit_chunk(
         ItemCommit::Finished => Some(Finish::Finished),
         ItemCommit::Canceled | ItemCommit::LeaseLost => Some(Finish::Stopped),
     };
-    hub.task_changed(&claimed.id);
+    match update {
+        Some(update) => hub.task_updated(update),
+        None => hub.task_changed(&claimed.id),
+    }
     chunk.items.clear();
     chunk.started.clear();
     Ok(finish)

@@ -59,6 +59,11 @@ async fn watch_task_follows_a_100_user_delete_to_completed_and_closes() {
         assert_eq!(task.kind, "delete_users");
         let (done, total) = progress_of(task);
         assert_eq!(total, 100, "message {i}: total");
+        let results = task.result.as_ref().map_or(0, |r| r.fields.len());
+        assert_eq!(
+            results, done as usize,
+            "message {i}: one result per finished user"
+        );
         assert!(
             done >= last_done,
             "message {i}: progress went back from {last_done} to {done}"
@@ -90,6 +95,10 @@ async fn watch_task_follows_a_100_user_delete_to_completed_and_closes() {
 
     let task = fetch_task(&ch, &task_id).await;
     assert_completed_ok(&task, &ids);
+    assert_eq!(
+        last, &task,
+        "the last update streamed is the task GetTask reads"
+    );
     let created = ts_micros(&task.created_at, "created_at");
     let started = ts_micros(&task.started_at, "started_at");
     let finished = ts_micros(&task.finished_at, "finished_at");
