@@ -8,12 +8,8 @@
 //! missing below the sequences it has seen was rolled back, and the gap is final.
 //! SQLite has one writer at a time, so its sequences commit in order: a gap there only ever comes
 //! from retention.
-use sea_orm::{
-    ActiveValue::{NotSet, Set},
-    ConnectionTrait, DatabaseBackend, EntityTrait, Statement,
-};
+use sea_orm::{ActiveValue::Set, ConnectionTrait, DatabaseBackend, EntityTrait, Statement};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use super::Store;
 use super::entities::{event_horizon, user, user_event};
@@ -30,8 +26,10 @@ pub const FEED_WRITERS_LOCK: i64 = 0x0066_6565_6564;
 pub(crate) struct NewEvent {
     pub kind: EventKind,
     pub user_id: String,
-    /// The user after the change, as stored.
-    pub snapshot: Option<Value>,
+    /// The user after the change, as stored: JSON text, written straight from the user (a
+    /// `serde_json::Value` tree in between would be built, cloned with the statement's values and
+    /// dropped, for every event).
+    pub snapshot: Option<String>,
     pub role: Option<String>,
 }
 
@@ -60,7 +58,7 @@ impl NewEvent {
         NewEvent {
             kind,
             user_id: user.fields.id.clone(),
-            snapshot: serde_json::to_value(&snapshot).ok(),
+            snapshot: serde_json::to_string(&snapshot).ok(),
             role: None,
         }
     }
@@ -95,37 +93,33 @@ pub(crate) async fn append(
     if events.is_empty() {
         return Ok(());
     }
-    if txn.get_database_backend() == DatabaseBackend::Postgres {
-        txn.execute_raw(append_locked(actor, at, events)).await?;
-        return Ok(());
-    }
-    let rows = events.into_iter().map(|e| user_event::ActiveModel {
-        sequence: NotSet,
-        kind: Set(e.kind.as_str().to_owned()),
-        user_id: Set(e.user_id),
-        actor: Set(actor.name().to_owned()),
-        caller: Set(actor.caller.clone()),
-        created_by_id: Set(actor.created_by_id.clone()),
-        at: Set(at),
-        snapshot: Set(e.snapshot),
-        role: Set(e.role),
-    });
-    user_event::Entity::insert_many(rows)
-        .exec_without_returning(txn)
+    txn.execute_raw(insert_events(txn.get_database_backend(), actor, at, events))
         .await?;
     Ok(())
 }
 
-/// PostgreSQL: the events' INSERT, which takes the feed writers' lock itself, so appending costs
-/// one round trip. The lock is the statement's one-time filter (an InitPlan): PostgreSQL
-/// evaluates it before the first row leaves the VALUES list, so before any sequence number is
-/// drawn, which is all the followers' gap rule needs.
-fn append_locked(actor: &Actor, at: Micros, events: Vec<NewEvent>) -> Statement {
+/// The events' INSERT, one row per event. The snapshots go as text, which the database reads as
+/// JSON. On PostgreSQL the statement takes the feed writers' lock itself, so appending costs one
+/// round trip: the lock is the statement's one-time filter (an InitPlan), which PostgreSQL
+/// evaluates before the first row leaves the VALUES list, so before any sequence number is drawn,
+/// which is all the followers' gap rule needs.
+fn insert_events(
+    backend: DatabaseBackend,
+    actor: &Actor,
+    at: Micros,
+    events: Vec<NewEvent>,
+) -> Statement {
     const COLUMNS: usize = 8;
+    const SNAPSHOT: usize = 6;
+    let postgres = backend == DatabaseBackend::Postgres;
     let mut sql = String::from(
-        "INSERT INTO user_events (kind, user_id, actor, caller, created_by_id, at, snapshot, role) \
-         SELECT * FROM (VALUES ",
+        "INSERT INTO user_events (kind, user_id, actor, caller, created_by_id, at, snapshot, role) ",
     );
+    sql.push_str(if postgres {
+        "SELECT * FROM (VALUES "
+    } else {
+        "VALUES "
+    });
     let mut values: Vec<sea_orm::Value> = Vec::with_capacity(events.len() * COLUMNS + 1);
     for (i, e) in events.into_iter().enumerate() {
         if i > 0 {
@@ -136,8 +130,17 @@ fn append_locked(actor: &Actor, at: Micros, events: Vec<NewEvent>) -> Statement 
             if c > 0 {
                 sql.push_str(", ");
             }
-            sql.push('$');
-            sql.push_str(&(i * COLUMNS + c + 1).to_string());
+            if postgres {
+                sql.push('$');
+                sql.push_str(&(i * COLUMNS + c + 1).to_string());
+                if c == SNAPSHOT {
+                    sql.push_str("::jsonb");
+                }
+            } else {
+                // SQLite: plain `?`, which sqlx binds by position (numbered ones it looks up by
+                // name, one search per parameter).
+                sql.push('?');
+            }
         }
         sql.push(')');
         values.extend([
@@ -147,16 +150,18 @@ fn append_locked(actor: &Actor, at: Micros, events: Vec<NewEvent>) -> Statement 
             actor.caller.clone().into(),
             actor.created_by_id.clone().into(),
             at.into(),
-            sea_orm::Value::Json(e.snapshot.map(Box::new)),
+            e.snapshot.into(),
             e.role.into(),
         ]);
     }
-    values.push(FEED_WRITERS_LOCK.into());
-    sql.push_str(&format!(
-        ") AS v WHERE (SELECT pg_advisory_xact_lock_shared(${})) IS NOT NULL",
-        values.len()
-    ));
-    Statement::from_sql_and_values(DatabaseBackend::Postgres, sql, values)
+    if postgres {
+        values.push(FEED_WRITERS_LOCK.into());
+        sql.push_str(&format!(
+            ") AS v WHERE (SELECT pg_advisory_xact_lock_shared(${})) IS NOT NULL",
+            values.len()
+        ));
+    }
+    Statement::from_sql_and_values(backend, sql, values)
 }
 
 impl Store {
@@ -266,7 +271,7 @@ mod tests {
     use crate::domain::moderation::Ban;
     use crate::domain::user::UserFields;
 
-    fn event_row(snapshot: Value) -> user_event::Model {
+    fn event_row(snapshot: serde_json::Value) -> user_event::Model {
         user_event::Model {
             sequence: 1,
             kind: "user.updated".into(),
@@ -303,7 +308,7 @@ mod tests {
         let snapshot = NewEvent::user(EventKind::UserUpdated, &user)
             .snapshot
             .unwrap();
-        let event = to_event(event_row(snapshot)).unwrap();
+        let event = to_event(event_row(serde_json::from_str(&snapshot).unwrap())).unwrap();
         assert_eq!(event.user, Some(user));
     }
 

@@ -88,11 +88,12 @@ macro_rules! bind_user {
 macro_rules! bind_event {
     ($q:expr, $row:expr, $kind:expr, $at:expr) => {{
         let row: &user::Model = $row;
-        let mut snapshot = serde_json::to_value(row)?;
-        if let Some(map) = snapshot.as_object_mut() {
-            map.insert("devices".into(), json!([]));
-            map.insert("blocked_user_ids".into(), json!([]));
-        }
+        // Serialized by sqlx straight from the row, as roster writes it straight to text.
+        let snapshot = EventSnapshot {
+            row,
+            devices: [],
+            blocked_user_ids: [],
+        };
         $q.bind($kind)
             .bind(row.id.clone())
             .bind("server")
@@ -102,6 +103,15 @@ macro_rules! bind_event {
             .bind(Json(snapshot))
             .bind(Option::<String>::None)
     }};
+}
+
+/// A change-feed snapshot as roster stores it: the row, and no devices or blocks.
+#[derive(serde::Serialize)]
+struct EventSnapshot<'a> {
+    #[serde(flatten)]
+    row: &'a user::Model,
+    devices: [u8; 0],
+    blocked_user_ids: [u8; 0],
 }
 
 /// Binds a value of roster's query statement.
