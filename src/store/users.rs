@@ -118,6 +118,8 @@ impl Store {
         let mut revoked = HashSet::new();
         let mut violations = Vec::new();
         let mut owned = Vec::with_capacity(updates.len());
+        // The rows as they were, to write back only what changed.
+        let mut before = Vec::with_capacity(updates.len());
         // Roles a stored user holds exist (a role in use cannot be deleted): only a change of
         // roles needs them looked up.
         let mut roles_changed = false;
@@ -128,6 +130,7 @@ impl Store {
             if row.deleted_at.is_some() {
                 return Err(Error::UserDeleted(row.id));
             }
+            let row_before = row.clone();
             let mut user = User::from(row);
             let at = format!("users[{i}]");
             let current = Settable {
@@ -150,6 +153,7 @@ impl Store {
                     user.updated_at = now;
                     users.push(user);
                     owned.push(owns);
+                    before.push(row_before);
                 }
                 Err(v) => violations.extend(v),
             }
@@ -181,7 +185,7 @@ impl Store {
         // Every row exists and is locked.
         let mut written = REPLACED_COLUMNS.to_vec();
         written.push(Column::RevokeTokensIssuedBefore);
-        write_back(&tx.txn, &mut users, &owned, written).await?;
+        update_changed(&tx.txn, &before, &mut users, &owned, &written).await?;
         let mut events = Vec::with_capacity(users.len() + revoked.len());
         for user in &users {
             events.push(NewEvent::user(EventKind::UserUpdated, user));
@@ -368,6 +372,78 @@ async fn write_back(
         .exec_without_returning(txn)
         .await?;
     attach_owned(txn, users, owns).await
+}
+
+/// Writes back users whose rows exist and are locked (`before[i]` is `users[i]`'s row as read):
+/// one `UPDATE ... FROM (VALUES ...)` for the batch, setting only those of `columns` that changed
+/// for some user of it. A partial update usually changes one document and `updated_at`; the
+/// others stay unsent, unencoded and unparsed.
+async fn update_changed(
+    txn: &impl ConnectionTrait,
+    before: &[user::Model],
+    users: &mut [User],
+    owns: &[Owns],
+    columns: &[Column],
+) -> Result<()> {
+    use sea_orm::ModelTrait;
+    let after: Vec<user::Model> = users.iter().map(user::Model::from).collect();
+    let changed: Vec<Column> = columns
+        .iter()
+        .copied()
+        .filter(|&c| before.iter().zip(&after).any(|(b, a)| b.get(c) != a.get(c)))
+        .collect();
+    if !changed.is_empty() {
+        txn.execute_raw(update_sql(txn.get_database_backend(), &after, &changed))
+            .await?;
+    }
+    attach_owned(txn, users, owns).await
+}
+
+/// `UPDATE users SET c = v.column2, ... FROM (VALUES (id, c, ...), ...) AS v WHERE users.id =
+/// v.column1`: the same text on both databases (VALUES names its columns `column1`, `column2`,
+/// ... on each), with PostgreSQL's parameters typed by a cast, which VALUES needs there.
+fn update_sql(
+    backend: sea_orm::DatabaseBackend,
+    rows: &[user::Model],
+    columns: &[Column],
+) -> sea_orm::Statement {
+    use sea_orm::{IdenStatic, ModelTrait, Value};
+    let postgres = backend == sea_orm::DatabaseBackend::Postgres;
+    let set: Vec<String> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("\"{}\" = v.column{}", c.as_str(), i + 2))
+        .collect();
+    let mut sql = format!("UPDATE users SET {} FROM (VALUES ", set.join(", "));
+    let mut values: Vec<Value> = Vec::with_capacity(rows.len() * (columns.len() + 1));
+    for (r, row) in rows.iter().enumerate() {
+        sql.push_str(if r == 0 { "(" } else { ", (" });
+        let row_values =
+            std::iter::once(Value::from(row.id.clone())).chain(columns.iter().map(|&c| row.get(c)));
+        for (i, value) in row_values.enumerate() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            if postgres {
+                let cast = match value {
+                    Value::Json(_) => "::jsonb",
+                    Value::BigInt(_) => "::int8",
+                    Value::Int(_) => "::int4",
+                    Value::Bool(_) => "::bool",
+                    Value::Double(_) => "::float8",
+                    Value::String(_) => "::text",
+                    _ => "",
+                };
+                sql.push_str(&format!("${}{cast}", values.len() + 1));
+            } else {
+                sql.push('?');
+            }
+            values.push(value);
+        }
+        sql.push(')');
+    }
+    sql.push_str(") AS v WHERE users.id = v.column1");
+    sea_orm::Statement::from_sql_and_values(backend, sql, values)
 }
 
 /// The statement GetUser sends: one user by id, and whether it has devices and blocks of its
@@ -557,6 +633,33 @@ mod tests {
     use sea_orm::{DatabaseBackend, Iterable};
 
     use super::*;
+
+    /// A partial update's write names only the changed columns, each typed for PostgreSQL, and
+    /// one VALUES row per user.
+    #[test]
+    fn updates_set_only_the_columns_given() {
+        let rows: Vec<user::Model> = ["a", "b"]
+            .iter()
+            .map(|id| user::Model::from(&User::new(UserFields::with_id(*id), 7)))
+            .collect();
+        let columns = [Column::Custom, Column::UpdatedAt];
+        let pg = update_sql(DatabaseBackend::Postgres, &rows, &columns);
+        assert_eq!(
+            pg.sql,
+            "UPDATE users SET \"custom\" = v.column2, \"updated_at\" = v.column3 FROM (VALUES \
+             ($1::text, $2::jsonb, $3::int8), ($4::text, $5::jsonb, $6::int8)) AS v \
+             WHERE users.id = v.column1"
+        );
+        assert_eq!(pg.values.map_or(0, |v| v.0.len()), 6);
+        let sqlite = update_sql(DatabaseBackend::Sqlite, &rows, &columns);
+        assert!(
+            sqlite
+                .sql
+                .contains("FROM (VALUES (?, ?, ?), (?, ?, ?)) AS v"),
+            "{}",
+            sqlite.sql
+        );
+    }
 
     /// `user_row` reads by position: every user select must list the entity's columns in order,
     /// then `OWNS_COLUMNS`, and `user_row` must know every column.
