@@ -74,6 +74,17 @@ struct WatchGuard {
     task_id: String,
 }
 
+impl WatchGuard {
+    /// A watcher sent the task at `version`: the poll loop, which looks for changes made by
+    /// other replicas, must not announce it again (each announcement costs every watcher a read
+    /// of the task and all its finished items).
+    fn sent(&self, version: i64) {
+        if let Some(entry) = self.watched.lock().get_mut(&self.task_id) {
+            entry.1 = entry.1.max(version);
+        }
+    }
+}
+
 impl Drop for WatchGuard {
     fn drop(&mut self) {
         let mut tasks = self.watched.lock();
@@ -280,14 +291,14 @@ async fn follow(
     first: Task,
     mut changes: tokio::sync::broadcast::Receiver<Arc<TaskChanged>>,
     tx: mpsc::Sender<Result<pb::WatchTaskResponse, Status>>,
-    _watching: WatchGuard,
+    watching: WatchGuard,
 ) {
     let mut seen = first;
     if send(&tx, &seen).await.is_err() || seen.status.is_terminal() {
         return;
     }
     while !seen.status.is_terminal() {
-        let update = tokio::select! {
+        let change = tokio::select! {
             () = tx.closed() => return,
             () = hub.shutting_down() => {
                 let _ = tx.send(Err(Status::unavailable("roster is shutting down; watch again"))).await;
@@ -303,7 +314,7 @@ async fn follow(
                 }
             },
         };
-        match &update.update {
+        match &change.update {
             // Already seen: the first read came after this change.
             Some(update) if update.task.version <= seen.version => continue,
             Some(update) if update.apply_to(&mut seen) => {}
@@ -323,6 +334,7 @@ async fn follow(
         if send(&tx, &seen).await.is_err() {
             return;
         }
+        watching.sent(seen.version);
     }
 }
 
@@ -390,7 +402,7 @@ mod tests {
 
     /// Follows `first` over a database that holds no task at all: a watcher that reads the task
     /// ends its stream (TaskNotFound), so a stream that goes on was fed by the updates alone.
-    async fn watching(first: Task) -> (Hub, Stream, tempfile::TempDir) {
+    async fn watching(first: Task) -> (Hub, Stream, Watched, tempfile::TempDir) {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("w.db").display());
         Store::migrate(&url).await.expect("migrate");
@@ -398,9 +410,10 @@ mod tests {
         let hub = Hub::default();
         let changes = hub.subscribe();
         let (tx, rx) = mpsc::channel(16);
-        let guard = Watched::default().add(&first.id, first.version);
+        let watched = Watched::default();
+        let guard = watched.add(&first.id, first.version);
         tokio::spawn(follow(store, hub.clone(), first, changes, tx, guard));
-        (hub, rx, dir)
+        (hub, rx, watched, dir)
     }
 
     async fn next(stream: &mut Stream) -> Option<Task> {
@@ -437,13 +450,22 @@ mod tests {
 
     #[tokio::test]
     async fn the_workers_updates_reach_watchers_without_reading_the_task() {
-        let (hub, mut stream, _dir) = watching(task(1, 0, TaskStatus::Running)).await;
+        let (hub, mut stream, watched, _dir) = watching(task(1, 0, TaskStatus::Running)).await;
         assert_eq!(next(&mut stream).await.expect("first").done, 0);
 
         hub.task_updated(update(1, 2, TaskStatus::Running, &["a", "b"]));
         let seen = next(&mut stream).await.expect("the first chunk");
         assert_eq!((seen.done, seen.updated_at), (2, 12));
         assert_eq!(seen.result.keys().collect::<Vec<_>>(), ["a", "b"]);
+        // The poll loop (changes by other replicas) knows version 2 was sent: it will not make
+        // every watcher read the task again for it.
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while watched.lock().get("t1").map(|e| e.1) != Some(2) {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+        .await
+        .expect("the watched version follows what was sent");
 
         // An update the watcher has already seen (its first read came later) is not sent again.
         hub.task_updated(update(0, 0, TaskStatus::Running, &[]));
@@ -463,7 +485,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_gap_in_the_updates_is_bridged_by_reading_the_task() {
-        let (hub, mut stream, _dir) = watching(task(1, 0, TaskStatus::Running)).await;
+        let (hub, mut stream, _watched, _dir) = watching(task(1, 0, TaskStatus::Running)).await;
         next(&mut stream).await.expect("first");
         // Version 2 was never announced: the watcher reads the task, which here is gone.
         hub.task_updated(update(2, 4, TaskStatus::Completed, &["a", "b", "c", "d"]));
