@@ -145,6 +145,13 @@ impl From<TaskStatus> for pb::TaskStatus {
     }
 }
 
+/// The status a wire status names; `None` for `UNSPECIFIED`.
+fn status_of(status: pb::TaskStatus) -> Option<TaskStatus> {
+    TaskStatus::ALL
+        .into_iter()
+        .find(|&s| pb::TaskStatus::from(s) == status)
+}
+
 impl From<Task> for pb::Task {
     fn from(t: Task) -> Self {
         pb::Task::from(&t)
@@ -217,12 +224,7 @@ impl TaskService for TaskApi {
     ) -> Result<Response<pb::ListTasksResponse>, Status> {
         let req = request.into_inner();
         let status = match pb::TaskStatus::try_from(req.status) {
-            Ok(pb::TaskStatus::Unspecified) => None,
-            Ok(s) => TaskStatus::parse(
-                &s.as_str_name()
-                    .trim_start_matches("TASK_STATUS_")
-                    .to_ascii_lowercase(),
-            ),
+            Ok(s) => status_of(s),
             Err(_) => {
                 return Err(
                     Error::invalid("status", format!("unknown status {}", req.status)).into(),
@@ -433,13 +435,7 @@ mod tests {
             result.insert(user.clone(), json!({"status": "ok"}));
         }
         Task {
-            status: TaskStatus::parse(
-                &status
-                    .as_str_name()
-                    .trim_start_matches("TASK_STATUS_")
-                    .to_ascii_lowercase(),
-            )
-            .expect("status"),
+            status: status_of(status).expect("status"),
             done: progress.done,
             result,
             updated_at: crate::grpc::convert::micros(t.updated_at.as_ref().expect("updated"))

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Store;
 use super::entities::{event_horizon, user, user_event};
+use super::values_list::push_row;
 use crate::domain::device::Device;
 use crate::domain::event::{Actor, Event, EventKind};
 use crate::domain::user::{Micros, User};
@@ -110,7 +111,6 @@ fn insert_events(
     events: Vec<NewEvent>,
 ) -> Statement {
     const COLUMNS: usize = 8;
-    const SNAPSHOT: usize = 6;
     let postgres = backend == DatabaseBackend::Postgres;
     let mut sql = String::from(
         "INSERT INTO user_events (kind, user_id, actor, caller, created_by_id, at, snapshot, role) ",
@@ -125,34 +125,21 @@ fn insert_events(
         if i > 0 {
             sql.push_str(", ");
         }
-        sql.push('(');
-        for c in 0..COLUMNS {
-            if c > 0 {
-                sql.push_str(", ");
-            }
-            if postgres {
-                sql.push('$');
-                sql.push_str(&(i * COLUMNS + c + 1).to_string());
-                if c == SNAPSHOT {
-                    sql.push_str("::jsonb");
-                }
-            } else {
-                // SQLite: plain `?`, which sqlx binds by position (numbered ones it looks up by
-                // name, one search per parameter).
-                sql.push('?');
-            }
-        }
-        sql.push(')');
-        values.extend([
-            e.kind.as_str().into(),
-            e.user_id.into(),
-            actor.name().into(),
-            actor.caller.clone().into(),
-            actor.created_by_id.clone().into(),
-            at.into(),
-            e.snapshot.into(),
-            e.role.into(),
-        ]);
+        push_row(
+            &mut sql,
+            &mut values,
+            postgres,
+            [
+                (e.kind.as_str().into(), ""),
+                (e.user_id.into(), ""),
+                (actor.name().into(), ""),
+                (actor.caller.clone().into(), ""),
+                (actor.created_by_id.clone().into(), ""),
+                (at.into(), ""),
+                (e.snapshot.into(), "::jsonb"),
+                (e.role.into(), ""),
+            ],
+        );
     }
     if postgres {
         values.push(FEED_WRITERS_LOCK.into());

@@ -10,6 +10,7 @@ mod roles;
 mod tasks;
 mod tokens;
 mod users;
+mod values_list;
 
 pub use events::FEED_WRITERS_LOCK;
 pub use moderation::BanPage;

@@ -10,6 +10,7 @@ use super::Store;
 use super::entities::user::{self, Column};
 use super::entities::{device, user_block};
 use super::events::{self, NewEvent};
+use super::values_list::push_row;
 use crate::domain::event::{Actor, EventKind};
 use crate::domain::partial::{PartialUpdate, Settable};
 use crate::domain::query::{UserQuery, next_page_token};
@@ -82,7 +83,7 @@ impl Store {
                 }
             })
             .collect();
-        write_back(&tx.txn, &mut users, &owns, REPLACED_COLUMNS.to_vec()).await?;
+        write_back(&tx.txn, &mut users, &owns).await?;
         let events = kinds
             .into_iter()
             .zip(&users)
@@ -355,18 +356,14 @@ pub(crate) async fn users_by_id(
     load_users(conn, rows).await
 }
 
-/// Writes `users` in one statement (inserting new ids, updating `columns` of existing ones), then
-/// gives each its devices and blocks (`owns`, in the same order), as the feed's snapshots need.
-async fn write_back(
-    txn: &impl ConnectionTrait,
-    users: &mut [User],
-    owns: &[Owns],
-    columns: Vec<Column>,
-) -> Result<()> {
+/// Writes a replace of `users` in one statement (inserting new ids, updating the
+/// `REPLACED_COLUMNS` of existing ones), then gives each its devices and blocks (`owns`, in the
+/// same order), as the feed's snapshots need.
+async fn write_back(txn: &impl ConnectionTrait, users: &mut [User], owns: &[Owns]) -> Result<()> {
     user::Entity::insert_many(users.iter().map(|u| active(user::Model::from(u))))
         .on_conflict(
             OnConflict::column(Column::Id)
-                .update_columns(columns)
+                .update_columns(REPLACED_COLUMNS)
                 .to_owned(),
         )
         .exec_without_returning(txn)
@@ -417,30 +414,29 @@ fn update_sql(
     let mut sql = format!("UPDATE users SET {} FROM (VALUES ", set.join(", "));
     let mut values: Vec<Value> = Vec::with_capacity(rows.len() * (columns.len() + 1));
     for (r, row) in rows.iter().enumerate() {
-        sql.push_str(if r == 0 { "(" } else { ", (" });
-        let row_values =
-            std::iter::once(Value::from(row.id.clone())).chain(columns.iter().map(|&c| row.get(c)));
-        for (i, value) in row_values.enumerate() {
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            if postgres {
-                let cast = match value {
-                    Value::Json(_) => "::jsonb",
-                    Value::BigInt(_) => "::int8",
-                    Value::Int(_) => "::int4",
-                    Value::Bool(_) => "::bool",
-                    Value::Double(_) => "::float8",
-                    Value::String(_) => "::text",
-                    _ => "",
-                };
-                sql.push_str(&format!("${}{cast}", values.len() + 1));
-            } else {
-                sql.push('?');
-            }
-            values.push(value);
+        if r > 0 {
+            sql.push_str(", ");
         }
-        sql.push(')');
+        let id = (Value::from(row.id.clone()), "::text");
+        let changed = columns.iter().map(|&c| {
+            let value = row.get(c);
+            let cast = match value {
+                Value::Json(_) => "::jsonb",
+                Value::BigInt(_) => "::int8",
+                Value::Int(_) => "::int4",
+                Value::Bool(_) => "::bool",
+                Value::Double(_) => "::float8",
+                Value::String(_) => "::text",
+                _ => "",
+            };
+            (value, cast)
+        });
+        push_row(
+            &mut sql,
+            &mut values,
+            postgres,
+            std::iter::once(id).chain(changed),
+        );
     }
     sql.push_str(") AS v WHERE users.id = v.column1");
     sea_orm::Statement::from_sql_and_values(backend, sql, values)
