@@ -33,6 +33,7 @@ mod users_upsert;
 mod ops_auth;
 mod ops_listen;
 mod ops_metrics;
+mod ops_nodelay;
 mod ops_otlp;
 mod ops_shedding;
 mod ops_shutdown;
