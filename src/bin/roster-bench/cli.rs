@@ -25,16 +25,27 @@ pub enum Scenario {
     Query,
     /// DeleteUsers (soft) of every upserted user as tasks of 100, watched to completion.
     DeleteTask,
+    /// UpdateUsers of `--import-users` new users into an empty database, batches of 100, at
+    /// concurrency 1 and 4: does a batch cost the same at the end as at the start?
+    Import,
+    /// Database round trips per RPC, roster's and the floor's, counted on the wire
+    /// (PostgreSQL only).
+    RoundTrips,
 }
 
-pub const ALL_SCENARIOS: [Scenario; 6] = [
+pub const ALL_SCENARIOS: [Scenario; 8] = [
     Scenario::Upsert,
     Scenario::Feed,
     Scenario::Partial,
     Scenario::Get,
     Scenario::Query,
     Scenario::DeleteTask,
+    Scenario::Import,
+    Scenario::RoundTrips,
 ];
+
+/// The concurrencies `import` runs at.
+pub const IMPORT_CONCURRENCY: [usize; 2] = [1, 4];
 
 /// Measures roster over gRPC, and the same SQL sent straight to a database of the same kind (the
 /// floor), in one run. See BENCHMARKS.md.
@@ -51,14 +62,15 @@ pub struct Args {
         default_value = "postgres://postgres@127.0.0.1:5432/postgres"
     )]
     pub pg_url: String,
-    /// Requests in flight at once, for roster and for the floor alike.
-    #[arg(long, default_value_t = 16)]
-    pub concurrency: usize,
+    /// Requests in flight at once, for roster and for the floor alike; each scenario runs at
+    /// each of them, in turn (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "1,4,16")]
+    pub concurrency: Vec<usize>,
     /// Scenarios to run (comma-separated); default all. `feed` needs `upsert`.
     #[arg(long, value_enum, value_delimiter = ',')]
     pub scenarios: Vec<Scenario>,
-    /// Users written by `upsert` (a multiple of 100) and deleted by `delete-task`; `partial` and
-    /// `get` pick among them.
+    /// Users written by `upsert` (a multiple of 100) and deleted by `delete-task`, at each
+    /// concurrency; `partial` and `get` pick among all of them.
     #[arg(long, default_value_t = 10_000)]
     pub users: u64,
     /// UpdateUsersPartial requests (one user each).
@@ -70,12 +82,16 @@ pub struct Args {
     /// QueryUsers requests at each size.
     #[arg(long, default_value_t = 2_000)]
     pub queries: u64,
-    /// Live users in the database for each round of `query`, ascending; users beyond those
-    /// upserted are bulk-inserted first (as roster writes them).
+    /// Live users in the database for each round of `query`, ascending; users are bulk-inserted
+    /// first (as roster writes them) to reach each size. `delete-task` runs before `query`, so
+    /// the upserted users are deleted by then.
     #[arg(long, value_delimiter = ',', default_value = "10000,1000000")]
     pub query_sizes: Vec<u64>,
+    /// Users `import` loads into each empty database (a multiple of 100).
+    #[arg(long, default_value_t = 200_000)]
+    pub import_users: u64,
     /// A small run that only checks the command works (CI): 300 users, 300 updates and reads,
-    /// 30 queries at 4000 and 8000 users (a full page of matches needs 2400).
+    /// 30 queries at 4000 and 8000 users (a full page of matches needs 2400), 2000 imported.
     #[arg(long)]
     pub tiny: bool,
     /// Write the report as JSON here too.
@@ -103,6 +119,7 @@ impl Args {
             self.reads = 300;
             self.queries = 30;
             self.query_sizes = vec![4000, 8000];
+            self.import_users = 2000;
         }
         if self.scenarios.is_empty() {
             self.scenarios = ALL_SCENARIOS.to_vec();
@@ -111,10 +128,19 @@ impl Args {
         self.scenarios.dedup();
         self.query_sizes.sort_unstable();
         self.query_sizes.dedup();
-        anyhow::ensure!(self.concurrency > 0, "--concurrency must be at least 1");
+        self.concurrency.sort_unstable();
+        self.concurrency.dedup();
+        anyhow::ensure!(
+            !self.concurrency.is_empty() && self.concurrency[0] > 0,
+            "--concurrency must list numbers of at least 1"
+        );
         anyhow::ensure!(
             self.users >= 100 && self.users.is_multiple_of(100),
             "--users must be a positive multiple of 100 (upsert and delete-task go by 100)"
+        );
+        anyhow::ensure!(
+            self.import_users >= 1000 && self.import_users.is_multiple_of(100),
+            "--import-users must be a multiple of 100, at least 1000 (ten tenths of batches)"
         );
         anyhow::ensure!(
             !self.runs(Scenario::Feed) || self.runs(Scenario::Upsert),

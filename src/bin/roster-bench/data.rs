@@ -42,9 +42,19 @@ impl Population {
         }
     }
 
-    /// What every id of the run starts with.
-    pub fn prefix(&self) -> &str {
-        &self.prefix
+    /// Another population of the same run, whose ids differ from this one's by `tag`.
+    pub fn tagged(&self, tag: &str) -> Population {
+        Population {
+            prefix: format!("{}{tag}", self.prefix),
+        }
+    }
+
+    /// The number of one of this population's ids.
+    pub fn number(&self, id: &str) -> Option<u64> {
+        id.strip_prefix(&self.prefix)?
+            .strip_prefix('-')?
+            .parse()
+            .ok()
     }
 
     pub fn id(&self, n: u64) -> String {

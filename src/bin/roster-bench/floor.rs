@@ -222,7 +222,13 @@ impl Floor {
         }
     }
 
-    pub async fn upsert(&self, users: u64, concurrency: usize) -> anyhow::Result<Measured> {
+    /// Creates users `first..first + users`, 100 a transaction.
+    pub async fn upsert(
+        &self,
+        first: u64,
+        users: u64,
+        concurrency: usize,
+    ) -> anyhow::Result<Measured> {
         let users_sql: Arc<str> = upsert_sql(100, self.backend()).into();
         let events_sql: Arc<str> = events_sql(100, self.backend()).into();
         let floor = self.clone();
@@ -232,7 +238,8 @@ impl Floor {
             let events_sql = events_sql.clone();
             async move {
                 let now = now_micros();
-                let rows = (i * 100..(i + 1) * 100)
+                let start = first + i * 100;
+                let rows = (start..start + 100)
                     .map(|n| floor.population.row(n, now))
                     .collect::<anyhow::Result<Vec<_>>>()?;
                 let _slot = floor.writer().await;
@@ -380,9 +387,11 @@ impl Floor {
         .await
     }
 
-    /// One bulk soft delete of users `0..users`; returns how long it took.
-    pub async fn delete(&self, users: u64) -> anyhow::Result<Duration> {
-        let ids: Vec<String> = (0..users).map(|n| self.population.id(n)).collect();
+    /// One bulk soft delete of users `first..first + users`; returns how long it took.
+    pub async fn delete(&self, first: u64, users: u64) -> anyhow::Result<Duration> {
+        let ids: Vec<String> = (first..first + users)
+            .map(|n| self.population.id(n))
+            .collect();
         let now = now_micros();
         let _slot = self.writer().await;
         let started = Instant::now();

@@ -6,8 +6,10 @@ mod databases;
 mod floor;
 mod load;
 mod report;
+mod roundtrips;
 mod scenarios;
 mod server;
+mod wire;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -15,11 +17,11 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Parser;
 
-use cli::{Args, DbKind, Scenario};
+use cli::{Args, DbKind, IMPORT_CONCURRENCY, Scenario};
 use data::Population;
 use databases::FreshDb;
 use floor::Floor;
-use report::{Memory, Report, Row, Stats};
+use report::{ImportRow, Memory, Report, RoundTripRow, Row, Stats};
 use scenarios::Clients;
 use server::Server;
 
@@ -60,7 +62,8 @@ struct Bench {
     floor_db: FreshDb,
     floor: Floor,
     population: Population,
-    log_dir: Option<PathBuf>,
+    /// Where every roster the run starts logs; removed at the end.
+    log_dir: PathBuf,
     idle_rss_kib: Option<u64>,
 }
 
@@ -71,13 +74,15 @@ impl Bench {
         roster::store::Store::migrate(&floor_db.url)
             .await
             .context("migrating the floor database")?;
-        let floor = Floor::connect(&floor_db.url, args.concurrency, population.clone()).await?;
-        let (server, roster_db, roster_db_url, log_dir) = match &args.addr {
+        let connections = args.concurrency.iter().copied().max().unwrap_or(1);
+        let floor = Floor::connect(&floor_db.url, connections, population.clone()).await?;
+        let log_dir = std::env::temp_dir().join(format!("roster_bench_{}_log", std::process::id()));
+        std::fs::create_dir_all(&log_dir)?;
+        let (server, roster_db, roster_db_url) = match &args.addr {
             Some(addr) => (
                 Server::existing(addr).await?,
                 None,
                 args.addr_database_url.clone(),
-                None,
             ),
             None => {
                 let binary = match &args.roster_bin {
@@ -88,12 +93,9 @@ impl Bench {
                         .join("roster"),
                 };
                 let db = FreshDb::create(args.db, &args.pg_url, "roster").await?;
-                let log_dir =
-                    std::env::temp_dir().join(format!("roster_bench_{}_log", std::process::id()));
-                std::fs::create_dir_all(&log_dir)?;
-                let server = Server::spawn(&binary, &db.url, &log_dir).await?;
+                let server = Server::spawn(&binary, &db.url, &log_dir.join("roster.log")).await?;
                 let url = db.url.clone();
-                (server, Some(db), Some(url), Some(log_dir))
+                (server, Some(db), Some(url))
             }
         };
         // Startup work (migrations, pools, first task poll) settles before idle is read.
@@ -118,48 +120,55 @@ impl Bench {
         if let Some(db) = self.roster_db {
             db.drop_it().await?;
         }
-        if let Some(dir) = self.log_dir {
-            let _ = std::fs::remove_dir_all(dir);
-        }
+        let _ = std::fs::remove_dir_all(self.log_dir);
         Ok(())
     }
 
     async fn run(&self, args: &Args) -> anyhow::Result<Report> {
-        let c = args.concurrency;
         let users = args.users;
         let population = &self.population;
         let sampler = self.server.pid().map(server::sample_peak_rss);
-        scenarios::prepare_roles(&self.clients(c).await?).await?;
+        scenarios::prepare_roles(&self.clients(1).await?).await?;
         let mut rows = Vec::new();
         let mut notes = Vec::new();
+        // Each concurrency's `upsert` creates its own `users` users; `partial` and `get` pick
+        // among all of them, and each concurrency's `delete-task` deletes one round's users.
+        let created = users * args.concurrency.len() as u64;
 
         if args.runs(Scenario::Upsert) {
-            let started = Instant::now();
-            let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-            let follower = match args.runs(Scenario::Feed) {
-                true => Some(tokio::spawn(scenarios::follow_feed(
-                    self.server.channel().await?,
-                    population.prefix().to_owned(),
-                    users,
-                    started,
-                    done_rx,
-                ))),
-                false => None,
-            };
-            let roster = scenarios::upsert(&self.clients(c).await?, population, users, c).await?;
-            let _ = done_tx.send(());
-            let floor = self.floor.upsert(users, c).await?;
-            rows.push(
-                Row::new("upsert", "users/s", Stats::of(&roster, 100))
-                    .with_floor(Stats::of(&floor, 100)),
-            );
-            if let Some(follower) = follower {
-                let feed = follower.await??;
-                rows.push(Row::new(
-                    "feed",
-                    "events/s",
-                    Stats::of_items(feed.events, feed.elapsed, &feed.lag),
-                ));
+            for (round, &c) in args.concurrency.iter().enumerate() {
+                let first = round as u64 * users;
+                let started = Instant::now();
+                let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+                let follower = match args.runs(Scenario::Feed) {
+                    true => Some(tokio::spawn(scenarios::follow_feed(
+                        self.server.channel().await?,
+                        population.clone(),
+                        first..first + users,
+                        started,
+                        done_rx,
+                    ))),
+                    false => None,
+                };
+                let roster =
+                    scenarios::upsert(&self.clients(c).await?, population, first, users, c).await?;
+                let _ = done_tx.send(());
+                let floor = self.floor.upsert(first, users, c).await?;
+                rows.push(
+                    Row::new("upsert", c, "users/s", Stats::of(&roster, 100))
+                        .with_floor(Stats::of(&floor, 100)),
+                );
+                if let Some(follower) = follower {
+                    let feed = follower.await??;
+                    rows.push(Row::new(
+                        "feed",
+                        c,
+                        "events/s",
+                        Stats::of_items(feed.events, feed.elapsed, &feed.lag),
+                    ));
+                }
+            }
+            if args.runs(Scenario::Feed) {
                 notes.push(
                     "feed: user.created events delivered to one WatchUserEvents follower per \
                      second, from the start of upsert to the last arrival; p50/p99 are the \
@@ -168,29 +177,81 @@ impl Bench {
                 );
             }
         } else {
-            self.seed(0, users).await?;
+            self.seed(0, created).await?;
         }
-        let mut live = users;
 
-        if args.runs(Scenario::Partial) {
-            let roster =
-                scenarios::partial(&self.clients(c).await?, population, users, args.updates, c)
-                    .await?;
-            let floor = self.floor.partial(users, args.updates, c).await?;
-            rows.push(
-                Row::new("partial", "updates/s", Stats::of(&roster, 1))
-                    .with_floor(Stats::of(&floor, 1)),
+        for &c in &args.concurrency {
+            if args.runs(Scenario::Partial) {
+                let roster = scenarios::partial(
+                    &self.clients(c).await?,
+                    population,
+                    created,
+                    args.updates,
+                    c,
+                )
+                .await?;
+                let floor = self.floor.partial(created, args.updates, c).await?;
+                rows.push(
+                    Row::new("partial", c, "updates/s", Stats::of(&roster, 1))
+                        .with_floor(Stats::of(&floor, 1)),
+                );
+            }
+        }
+        for &c in &args.concurrency {
+            if args.runs(Scenario::Get) {
+                let roster =
+                    scenarios::get(&self.clients(c).await?, population, created, args.reads, c)
+                        .await?;
+                let floor = self.floor.get(created, args.reads, c).await?;
+                rows.push(
+                    Row::new("get", c, "reads/s", Stats::of(&roster, 1))
+                        .with_floor(Stats::of(&floor, 1)),
+                );
+            }
+        }
+
+        let mut live = created;
+        if args.runs(Scenario::DeleteTask) {
+            for (round, &c) in args.concurrency.iter().enumerate() {
+                let first = round as u64 * users;
+                let roster =
+                    scenarios::delete_task(&self.clients(c).await?, population, first, users, c)
+                        .await?;
+                let floor = self.floor.delete(first, users).await?;
+                rows.push(
+                    Row::new(
+                        "delete-task",
+                        c,
+                        "users/s",
+                        Stats::of_items(roster.users, roster.elapsed, &roster.enqueue),
+                    )
+                    .with_floor(Stats::of(&floor::single(floor), users)),
+                );
+                rows.push(Row::new(
+                    "watch-task-lag",
+                    c,
+                    "-",
+                    Stats::of_items(0, roster.elapsed, &roster.lag),
+                ));
+            }
+            live = 0;
+            notes.push(format!(
+                "delete-task: DeleteUsers (soft) of 100 users each ({} tasks at each \
+                 concurrency), from the first request to the last task completed as its \
+                 WatchTask saw it; p50/p99 are the DeleteUsers answers; the floor is one UPDATE \
+                 of the same {users} users",
+                users / 100
+            ));
+            notes.push(
+                "watch-task-lag: arrival of each WatchTask update minus the task's updated_at \
+                 in it (written inside the item's transaction, just before its commit)"
+                    .into(),
             );
         }
-        if args.runs(Scenario::Get) {
-            let roster =
-                scenarios::get(&self.clients(c).await?, population, users, args.reads, c).await?;
-            let floor = self.floor.get(users, args.reads, c).await?;
-            rows.push(
-                Row::new("get", "reads/s", Stats::of(&roster, 1)).with_floor(Stats::of(&floor, 1)),
-            );
-        }
+
         if args.runs(Scenario::Query) {
+            // The users seeded for `query` come after every upserted one.
+            let mut next = created;
             for &size in &args.query_sizes {
                 if size > live {
                     if self.roster_db_url.is_none() {
@@ -200,46 +261,34 @@ impl Bench {
                         ));
                         continue;
                     }
-                    self.seed(live, size).await?;
+                    self.seed(next, next + size - live).await?;
+                    next += size - live;
                     live = size;
                 }
-                let roster = scenarios::query(&self.clients(c).await?, args.queries, c).await?;
-                let floor = self.floor.query(args.queries, c).await?;
-                rows.push(
-                    Row::new(format!("query@{live}"), "queries/s", Stats::of(&roster, 1))
+                for &c in &args.concurrency {
+                    let roster = scenarios::query(&self.clients(c).await?, args.queries, c).await?;
+                    let floor = self.floor.query(args.queries, c).await?;
+                    rows.push(
+                        Row::new(
+                            format!("query@{live}"),
+                            c,
+                            "queries/s",
+                            Stats::of(&roster, 1),
+                        )
                         .with_floor(Stats::of(&floor, 1)),
-                );
+                    );
+                }
             }
         }
-        if args.runs(Scenario::DeleteTask) {
-            let roster =
-                scenarios::delete_task(&self.clients(c).await?, population, users, c).await?;
-            let floor = self.floor.delete(users).await?;
-            rows.push(
-                Row::new(
-                    "delete-task",
-                    "users/s",
-                    Stats::of_items(roster.users, roster.elapsed, &roster.enqueue),
-                )
-                .with_floor(Stats::of(&floor::single(floor), users)),
-            );
-            rows.push(Row::new(
-                "watch-task-lag",
-                "-",
-                Stats::of_items(0, roster.elapsed, &roster.lag),
-            ));
-            notes.push(format!(
-                "delete-task: {} DeleteUsers (soft) of 100 users each, from the first request \
-                 to the last task completed as its WatchTask saw it; p50/p99 are the DeleteUsers \
-                 answers; the floor is one UPDATE of all {users} users",
-                roster.tasks
-            ));
-            notes.push(
-                "watch-task-lag: arrival of each WatchTask update minus the task's updated_at \
-                 in it (written inside the item's transaction, just before its commit)"
-                    .into(),
-            );
-        }
+
+        let round_trips = match args.runs(Scenario::RoundTrips) {
+            true => self.round_trips(args, &mut notes).await?,
+            false => Vec::new(),
+        };
+        let import = match args.runs(Scenario::Import) {
+            true => self.import(args).await?,
+            false => Vec::new(),
+        };
 
         let memory = match (self.server.pid(), sampler) {
             (Some(pid), Some((sampled, handle))) => {
@@ -263,12 +312,93 @@ impl Bench {
             database_version: self.floor.version().await?,
             cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
             roster_commit: git_commit(),
-            concurrency: c,
+            concurrency: args.concurrency.clone(),
             rows,
+            import,
+            round_trips,
             memory,
             checks: Vec::new(),
             notes,
         })
+    }
+
+    /// `import`: for each of its concurrencies, a roster of its own on an empty database.
+    async fn import(&self, args: &Args) -> anyhow::Result<Vec<ImportRow>> {
+        let mut rows = Vec::new();
+        for c in IMPORT_CONCURRENCY {
+            let db = FreshDb::create(args.db, &args.pg_url, "import").await?;
+            let log = self.log_path(&format!("import-{c}"));
+            let server = Server::spawn(&self.binary(args)?, &db.url, &log).await?;
+            let outcome = async {
+                let clients = Clients::new(vec![server.channel().await?]);
+                scenarios::prepare_roles(&clients).await?;
+                let population = self.population.tagged(&format!("i{c}"));
+                scenarios::import(&clients, &population, args.import_users, c).await
+            }
+            .await;
+            server.stop().await?;
+            db.drop_it().await?;
+            let (measured, batches) = outcome?;
+            rows.push(ImportRow::new(c, &measured, &batches));
+        }
+        Ok(rows)
+    }
+
+    /// `round-trips`: a second roster on roster's database, and a second floor on the floor's,
+    /// each through a counting proxy; one request at a time, each followed by a pause in which
+    /// the connection goes back to its pool (and is pinged), counted request by request.
+    async fn round_trips(
+        &self,
+        args: &Args,
+        notes: &mut Vec<String>,
+    ) -> anyhow::Result<Vec<RoundTripRow>> {
+        let (Some(url), DbKind::Postgres) = (&self.roster_db_url, args.db) else {
+            notes.push(
+                "round-trips skipped: counted on PostgreSQL's wire, with a roster the bench \
+                 starts"
+                    .into(),
+            );
+            return Ok(Vec::new());
+        };
+        let roster_proxy = wire::Proxy::start(wire::upstream_of(url)?).await?;
+        let log = self.log_path("round-trips");
+        let server = Server::spawn(&self.binary(args)?, &roster_proxy.url_for(url)?, &log).await?;
+        let floor_proxy = wire::Proxy::start(wire::upstream_of(&self.floor_db.url)?).await?;
+        let population = self.population.tagged("rt");
+        let floor = Floor::connect(
+            &floor_proxy.url_for(&self.floor_db.url)?,
+            1,
+            population.clone(),
+        )
+        .await?;
+        let outcome = roundtrips::count(
+            &Clients::new(vec![server.channel().await?]),
+            &roster_proxy.counters,
+            &floor,
+            &floor_proxy.counters,
+            &population,
+            args.runs(Scenario::Query),
+        )
+        .await;
+        server.stop().await?;
+        floor.close().await;
+        outcome
+    }
+
+    /// The `roster` binary to start.
+    fn binary(&self, args: &Args) -> anyhow::Result<PathBuf> {
+        Ok(match &args.roster_bin {
+            Some(path) => path.clone(),
+            None => std::env::current_exe()?
+                .parent()
+                .context("the directory of roster-bench")?
+                .join("roster"),
+        })
+    }
+
+    /// Where a roster started for `name` logs.
+    fn log_path(&self, name: &str) -> PathBuf {
+        self.log_dir.join(format!("{name}.log"))
     }
 
     /// Fresh connections for a scenario (up to 4, shared round-robin by the workers): roster

@@ -6,6 +6,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::load::Measured;
+use crate::wire::Count;
 
 /// Throughput and latency of one side (roster or floor) of a scenario.
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -54,6 +55,8 @@ fn percentiles(latency: &Histogram<u64>) -> Stats {
 pub struct Row {
     /// e.g. `upsert`, `query@1000000`.
     pub scenario: String,
+    /// Requests in flight at once.
+    pub concurrency: usize,
     /// What `rate` counts, e.g. `users/s`.
     pub unit: &'static str,
     pub roster: Stats,
@@ -62,25 +65,94 @@ pub struct Row {
     pub ratio: Option<f64>,
     /// roster p99 / floor p99.
     pub p99_ratio: Option<f64>,
+    /// roster p50 - floor p50: the latency roster adds to each call.
+    pub added_p50_ms: Option<f64>,
 }
 
 impl Row {
-    pub fn new(scenario: impl Into<String>, unit: &'static str, roster: Stats) -> Row {
+    pub fn new(
+        scenario: impl Into<String>,
+        concurrency: usize,
+        unit: &'static str,
+        roster: Stats,
+    ) -> Row {
         Row {
             scenario: scenario.into(),
+            concurrency,
             unit,
             roster,
             floor: None,
             ratio: None,
             p99_ratio: None,
+            added_p50_ms: None,
         }
     }
 
     pub fn with_floor(mut self, floor: Stats) -> Row {
         self.ratio = Some(self.roster.rate / floor.rate.max(1e-9));
         self.p99_ratio = Some(self.roster.p99_ms / floor.p99_ms.max(1e-9));
+        self.added_p50_ms = Some(self.roster.p50_ms - floor.p50_ms);
         self.floor = Some(floor);
         self
+    }
+}
+
+/// One `import` into an empty database: does the last tenth of its batches cost what the first
+/// did?
+#[derive(Debug, Serialize)]
+pub struct ImportRow {
+    pub concurrency: usize,
+    pub users: u64,
+    /// Users per second over the whole import.
+    pub rate: f64,
+    /// The p50 latency of each tenth of the batches, in batch order.
+    pub tenths_p50_ms: Vec<f64>,
+    /// Last tenth's p50 / first tenth's p50.
+    pub growth: f64,
+}
+
+impl ImportRow {
+    pub fn new(concurrency: usize, measured: &Measured, batches: &[Duration]) -> ImportRow {
+        let tenth = (batches.len() / 10).max(1);
+        let tenths_p50_ms: Vec<f64> = batches
+            .chunks(tenth)
+            .take(10)
+            .map(|chunk| {
+                let mut ms: Vec<f64> = chunk.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+                ms.sort_by(f64::total_cmp);
+                ms[ms.len() / 2]
+            })
+            .collect();
+        let first = tenths_p50_ms.first().copied().unwrap_or_default();
+        let last = tenths_p50_ms.last().copied().unwrap_or_default();
+        ImportRow {
+            concurrency,
+            users: measured.requests * 100,
+            rate: measured.rate(100),
+            tenths_p50_ms,
+            growth: last / first.max(1e-9),
+        }
+    }
+}
+
+/// Database round trips for one RPC, roster's beside the floor's (medians of single requests).
+#[derive(Debug, Serialize)]
+pub struct RoundTripRow {
+    pub rpc: &'static str,
+    /// Users the RPC writes or reads.
+    pub users: u64,
+    pub roster: Count,
+    pub floor: Count,
+}
+
+impl RoundTripRow {
+    pub fn new(rpc: &'static str, users: u64, roster: Count, floor: Count) -> RoundTripRow {
+        RoundTripRow {
+            rpc,
+            users,
+            roster,
+            floor,
+        }
     }
 }
 
@@ -107,102 +179,170 @@ pub struct Report {
     pub database_version: String,
     pub cores: usize,
     pub roster_commit: Option<String>,
-    pub concurrency: usize,
+    pub concurrency: Vec<usize>,
     pub rows: Vec<Row>,
+    pub import: Vec<ImportRow>,
+    pub round_trips: Vec<RoundTripRow>,
     pub memory: Memory,
     pub checks: Vec<Check>,
     pub notes: Vec<String>,
 }
 
 impl Report {
-    fn row(&self, scenario: &str) -> Option<&Row> {
-        self.rows.iter().find(|r| r.scenario == scenario)
+    fn row(&self, scenario: &str, concurrency: usize) -> Option<&Row> {
+        self.rows
+            .iter()
+            .find(|r| r.scenario == scenario && r.concurrency == concurrency)
     }
 
-    /// Checks every target (issue 7) that this run has the numbers for.
+    /// Checks every target (issue 13) that this run has the numbers for.
     pub fn check_targets(&mut self) {
         let mut checks = Vec::new();
-        let mut ratio = |scenario: &str, at_least: f64| {
-            if let Some(ratio) = self.row(scenario).and_then(|r| r.ratio) {
-                checks.push(Check {
-                    target: format!("{scenario} >= {:.0}% of the floor", at_least * 100.0),
-                    measured: format!("{:.0}%", ratio * 100.0),
-                    pass: ratio >= at_least,
-                });
-            }
+        let mut check = |target: String, measured: String, pass: bool| {
+            checks.push(Check {
+                target,
+                measured,
+                pass,
+            });
         };
-        ratio("upsert", 0.60);
-        ratio("partial", 0.50);
-        ratio("get", 0.50);
+        // Throughput at concurrency 16.
+        let ratio = |scenario: &str, at_least: f64| {
+            self.row(scenario, 16).and_then(|r| r.ratio).map(|ratio| {
+                (
+                    format!("c16 {scenario} >= {:.0}% of the floor", at_least * 100.0),
+                    format!("{:.0}%", ratio * 100.0),
+                    ratio >= at_least,
+                )
+            })
+        };
         let queries: Vec<&Row> = self
             .rows
             .iter()
-            .filter(|r| r.scenario.starts_with("query@"))
+            .filter(|r| r.scenario.starts_with("query@") && r.concurrency == 16)
             .collect();
-        if let Some(largest) = queries.last() {
-            ratio(&largest.scenario.clone(), 0.50);
-        }
-        ratio("delete-task", 0.25);
-        if let Some(row) = self.row("get")
-            && let Some(p99) = row.p99_ratio
-        {
-            checks.push(Check {
-                target: "get p99 <= 3x the floor's p99".into(),
-                measured: format!("{p99:.2}x"),
-                pass: p99 <= 3.0,
-            });
+        let mut found = vec![
+            ratio("upsert", 0.70),
+            ratio("partial", 0.60),
+            ratio("get", 0.60),
+            queries.last().and_then(|q| ratio(&q.scenario, 0.60)),
+            ratio("delete-task", 0.35),
+        ];
+        if let Some(p99) = self.row("get", 16).and_then(|r| r.p99_ratio) {
+            found.push(Some((
+                "c16 get p99 <= 2x the floor's p99".into(),
+                format!("{p99:.2}x"),
+                p99 <= 2.0,
+            )));
         }
         if let (Some(small), Some(large)) = (queries.first(), queries.last())
             && queries.len() > 1
         {
             let growth = large.roster.p99_ms / small.roster.p99_ms.max(1e-9);
-            checks.push(Check {
-                target: format!("{} p99 <= 2x {} p99", large.scenario, small.scenario),
-                measured: format!("{growth:.2}x"),
-                pass: growth <= 2.0,
-            });
+            found.push(Some((
+                format!("c16 {} p99 <= 2x {} p99", large.scenario, small.scenario),
+                format!("{growth:.2}x"),
+                growth <= 2.0,
+            )));
         }
-        if let Some(row) = self.row("watch-task-lag") {
-            checks.push(Check {
-                target: "WatchTask lag p99 <= 250 ms".into(),
-                measured: format!("{:.1} ms", row.roster.p99_ms),
-                pass: row.roster.p99_ms <= 250.0,
-            });
+        if let Some(row) = self.row("watch-task-lag", 16) {
+            found.push(Some((
+                "c16 WatchTask lag p99 <= 100 ms".into(),
+                format!("{:.1} ms", row.roster.p99_ms),
+                row.roster.p99_ms <= 100.0,
+            )));
+        }
+        // Latency at concurrency 1.
+        let added = |scenario: &str, at_most_ms: f64| {
+            self.row(scenario, 1)
+                .and_then(|r| r.added_p50_ms)
+                .map(|added| {
+                    (
+                        format!("c1 {scenario} p50 <= floor's + {at_most_ms} ms"),
+                        format!("+{added:.3} ms"),
+                        added <= at_most_ms,
+                    )
+                })
+        };
+        found.push(added("get", 0.25));
+        found.push(added("partial", 0.5));
+        if let Some(row) = self.row("upsert", 1)
+            && let Some(floor) = &row.floor
+        {
+            let times = row.roster.p50_ms / floor.p50_ms.max(1e-9);
+            found.push(Some((
+                "c1 upsert p50 <= 1.5x the floor's".into(),
+                format!("{times:.2}x"),
+                times <= 1.5,
+            )));
+        }
+        // Round trips.
+        let trips = |rpc: &str| self.round_trips.iter().find(|r| r.rpc == rpc);
+        if let Some(get) = trips("GetUser") {
+            found.push(Some((
+                "GetUser alone: <= 1 statement".into(),
+                format!("{}", get.roster.statements),
+                get.roster.statements <= 1,
+            )));
+        }
+        for (rpc, extra) in [("UpdateUsersPartial", 1), ("UpdateUsers", 2)] {
+            if let Some(row) = trips(rpc) {
+                found.push(Some((
+                    format!("{rpc}: <= the floor's statements + {extra}"),
+                    format!("{} vs {}", row.roster.statements, row.floor.statements),
+                    row.roster.statements <= row.floor.statements + extra,
+                )));
+            }
+        }
+        // Import.
+        for import in &self.import {
+            found.push(Some((
+                format!(
+                    "import c{}: last tenth p50 <= 1.3x the first's",
+                    import.concurrency
+                ),
+                format!("{:.2}x", import.growth),
+                import.growth <= 1.3,
+            )));
         }
         if let Some(idle) = self.memory.idle_mib {
-            checks.push(Check {
-                target: "RSS idle <= 64 MiB".into(),
-                measured: format!("{idle:.1} MiB"),
-                pass: idle <= 64.0,
-            });
+            found.push(Some((
+                "RSS idle <= 64 MiB".into(),
+                format!("{idle:.1} MiB"),
+                idle <= 64.0,
+            )));
         }
         if let Some(peak) = self.memory.peak_mib {
-            checks.push(Check {
-                target: "RSS peak <= 160 MiB".into(),
-                measured: format!("{peak:.1} MiB"),
-                pass: peak <= 160.0,
-            });
+            found.push(Some((
+                "RSS peak <= 160 MiB".into(),
+                format!("{peak:.1} MiB"),
+                peak <= 160.0,
+            )));
+        }
+        for (target, measured, pass) in found.into_iter().flatten() {
+            check(target, measured, pass);
         }
         self.checks = checks;
     }
 
     pub fn table(&self) -> String {
         let mut out = String::new();
+        let concurrency: Vec<String> = self.concurrency.iter().map(|c| c.to_string()).collect();
         let _ = writeln!(
             out,
             "roster-bench  {}  |  {}  |  {} cores  |  concurrency {}  |  roster {}",
             self.date,
             self.database_version,
             self.cores,
-            self.concurrency,
+            concurrency.join(","),
             self.roster_commit.as_deref().unwrap_or("(commit unknown)")
         );
         let _ = writeln!(out, "command: {}", self.command);
         let _ = writeln!(out);
         let _ = writeln!(
             out,
-            "| {:<16} | {:<9} | {:>10} | {:>8} | {:>8} | {:>10} | {:>8} | {:>8} | {:>12} | {:>9} |",
+            "| {:<16} | {:>3} | {:<9} | {:>10} | {:>8} | {:>8} | {:>10} | {:>8} | {:>8} | {:>12} | {:>9} | {:>9} |",
             "scenario",
+            "c",
             "unit",
             "roster",
             "p50 ms",
@@ -211,12 +351,13 @@ impl Report {
             "p50 ms",
             "p99 ms",
             "roster/floor",
-            "p99 ratio"
+            "p99 ratio",
+            "+p50 ms"
         );
         let _ = writeln!(
             out,
-            "|{:-<18}|{:-<11}|{:->12}|{:->10}|{:->10}|{:->12}|{:->10}|{:->10}|{:->14}|{:->11}|",
-            "", "", ":", ":", ":", ":", ":", ":", ":", ":"
+            "|{:-<18}|{:->5}|{:-<11}|{:->12}|{:->10}|{:->10}|{:->12}|{:->10}|{:->10}|{:->14}|{:->11}|{:->11}|",
+            "", ":", "", ":", ":", ":", ":", ":", ":", ":", ":", ":"
         );
         for row in &self.rows {
             let floor = |f: fn(&Stats) -> f64, decimals: usize| {
@@ -236,8 +377,9 @@ impl Report {
             };
             let _ = writeln!(
                 out,
-                "| {:<16} | {:<9} | {:>10} | {:>8.2} | {:>8.2} | {:>10} | {:>8} | {:>8} | {:>12} | {:>9} |",
+                "| {:<16} | {:>3} | {:<9} | {:>10} | {:>8.2} | {:>8.2} | {:>10} | {:>8} | {:>8} | {:>12} | {:>9} | {:>9} |",
                 row.scenario,
+                row.concurrency,
                 row.unit,
                 rate,
                 row.roster.p50_ms,
@@ -247,7 +389,70 @@ impl Report {
                 floor(|s| s.p99_ms, 2),
                 ratio(row.ratio, true),
                 ratio(row.p99_ratio, false),
+                row.added_p50_ms
+                    .map_or("-".to_owned(), |ms| format!("{ms:+.3}")),
             );
+        }
+        if !self.round_trips.is_empty() {
+            let _ = writeln!(out);
+            let _ = writeln!(
+                out,
+                "round trips per call, one call at a time (median of {} calls; pings are sqlx's \
+                 check of a connection it takes back)",
+                15
+            );
+            let _ = writeln!(
+                out,
+                "| {:<18} | {:>5} | {:>17} | {:>12} | {:>16} | {:>11} | {:>17} |",
+                "rpc",
+                "users",
+                "roster statements",
+                "roster pings",
+                "floor statements",
+                "floor pings",
+                "roster per user"
+            );
+            let _ = writeln!(
+                out,
+                "|{:-<20}|{:->7}|{:->19}|{:->14}|{:->18}|{:->13}|{:->19}|",
+                "", ":", ":", ":", ":", ":", ":"
+            );
+            for row in &self.round_trips {
+                let _ = writeln!(
+                    out,
+                    "| {:<18} | {:>5} | {:>17} | {:>12} | {:>16} | {:>11} | {:>17.2} |",
+                    row.rpc,
+                    row.users,
+                    row.roster.statements,
+                    row.roster.pings,
+                    row.floor.statements,
+                    row.floor.pings,
+                    row.roster.statements as f64 / row.users.max(1) as f64,
+                );
+            }
+        }
+        if !self.import.is_empty() {
+            let _ = writeln!(out);
+            let _ = writeln!(
+                out,
+                "import into an empty database, batches of 100: p50 ms of each tenth of the batches"
+            );
+            for import in &self.import {
+                let tenths: Vec<String> = import
+                    .tenths_p50_ms
+                    .iter()
+                    .map(|ms| format!("{ms:.2}"))
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "  c{}: {} users, {:.0} users/s, last/first {:.2}x: {}",
+                    import.concurrency,
+                    import.users,
+                    import.rate,
+                    import.growth,
+                    tenths.join(" ")
+                );
+            }
         }
         let _ = writeln!(out);
         let mib = |m: Option<f64>| m.map_or("-".to_owned(), |m| format!("{m:.1} MiB"));
@@ -270,7 +475,7 @@ impl Report {
         for check in &self.checks {
             let _ = writeln!(
                 out,
-                "  {}  {:<42} measured {}",
+                "  {}  {:<52} measured {}",
                 if check.pass { "PASS" } else { "FAIL" },
                 check.target,
                 check.measured

@@ -33,7 +33,7 @@ impl Clients {
         self.channels[(i % n) as usize].clone()
     }
 
-    fn users(&self, i: u64) -> UserServiceClient<Channel> {
+    pub fn users(&self, i: u64) -> UserServiceClient<Channel> {
         UserServiceClient::new(self.channel(i))
     }
 }
@@ -52,10 +52,11 @@ pub async fn prepare_roles(clients: &Clients) -> anyhow::Result<()> {
     }
 }
 
-/// UpdateUsers: request `i` creates users `100 i .. 100 i + 100`.
+/// UpdateUsers: request `i` creates users `first + 100 i ..` (100 of them).
 pub async fn upsert(
     clients: &Clients,
     population: &Population,
+    first: u64,
     users: u64,
     concurrency: usize,
 ) -> anyhow::Result<Measured> {
@@ -63,7 +64,8 @@ pub async fn upsert(
     let population = population.clone();
     closed_loop(concurrency, users / 100, move |i| {
         let mut client = clients.users(i);
-        let batch = (i * 100..(i + 1) * 100)
+        let start = first + i * 100;
+        let batch = (start..start + 100)
             .map(|n| {
                 let request = population.request(n);
                 (request.id.clone(), request)
@@ -189,6 +191,53 @@ pub async fn query(
     .await
 }
 
+/// UpdateUsers of `users` new users in batches of 100, `concurrency` at a time, in batch order;
+/// returns each batch's latency, by batch number.
+pub async fn import(
+    clients: &Clients,
+    population: &Population,
+    users: u64,
+    concurrency: usize,
+) -> anyhow::Result<(Measured, Vec<Duration>)> {
+    let batches = users / 100;
+    let latencies = Arc::new(std::sync::Mutex::new(vec![
+        Duration::ZERO;
+        batches as usize
+    ]));
+    let measured = {
+        let (clients, population, latencies) =
+            (clients.clone(), population.clone(), latencies.clone());
+        closed_loop(concurrency, batches, move |i| {
+            let mut client = clients.users(i);
+            let batch = (i * 100..(i + 1) * 100)
+                .map(|n| {
+                    let request = population.request(n);
+                    (request.id.clone(), request)
+                })
+                .collect();
+            let latencies = latencies.clone();
+            async move {
+                let sent = Instant::now();
+                client
+                    .update_users(pb::UpdateUsersRequest { users: batch })
+                    .await
+                    .context("UpdateUsers")?;
+                let elapsed = sent.elapsed();
+                if let Ok(mut latencies) = latencies.lock() {
+                    latencies[i as usize] = elapsed;
+                }
+                Ok(())
+            }
+        })
+        .await?
+    };
+    let latencies = latencies
+        .lock()
+        .map_err(|_| anyhow::anyhow!("an import worker panicked"))?
+        .clone();
+    Ok((measured, latencies))
+}
+
 /// What the change-feed follower saw.
 pub struct FeedOutcome {
     pub events: u64,
@@ -198,12 +247,12 @@ pub struct FeedOutcome {
     pub lag: Histogram<u64>,
 }
 
-/// Follows the feed (`user.created` of this run's users) until `expected` events arrived, or
-/// until `deadline` passes after `upsert_done` fires.
+/// Follows the feed (`user.created` of this run's users numbered in `numbers`) until all of
+/// them arrived, or until 30 s passed after `upsert_done` fires.
 pub async fn follow_feed(
     channel: Channel,
-    prefix: String,
-    expected: u64,
+    population: Population,
+    numbers: std::ops::Range<u64>,
     started: Instant,
     upsert_done: tokio::sync::oneshot::Receiver<()>,
 ) -> anyhow::Result<FeedOutcome> {
@@ -216,6 +265,7 @@ pub async fn follow_feed(
         .await
         .context("WatchUserEvents")?
         .into_inner();
+    let expected = numbers.end - numbers.start;
     let mut lag = load::histogram();
     let mut events = 0;
     let mut last = started;
@@ -233,7 +283,10 @@ pub async fn follow_feed(
             bail!("the feed ended after {events} of {expected} events");
         };
         let Some(event) = message.event else { continue };
-        if !event.user_id.starts_with(&prefix) {
+        if !population
+            .number(&event.user_id)
+            .is_some_and(|n| numbers.contains(&n))
+        {
             continue;
         }
         last = Instant::now();
@@ -262,7 +315,6 @@ fn since_micros(micros: i64) -> Duration {
 /// What the delete tasks did.
 pub struct DeleteOutcome {
     pub users: u64,
-    pub tasks: u64,
     /// From the first DeleteUsers to the last task's terminal state seen by its watcher.
     pub elapsed: Duration,
     /// DeleteUsers answers.
@@ -272,11 +324,12 @@ pub struct DeleteOutcome {
     pub lag: Histogram<u64>,
 }
 
-/// DeleteUsers (soft) of users `0..users` as tasks of 100, `concurrency` requests at a time,
-/// each task watched with WatchTask until it completes.
+/// DeleteUsers (soft) of users `first..first + users` as tasks of 100, `concurrency` requests
+/// at a time, each task watched with WatchTask until it completes.
 pub async fn delete_task(
     clients: &Clients,
     population: &Population,
+    first: u64,
     users: u64,
     concurrency: usize,
 ) -> anyhow::Result<DeleteOutcome> {
@@ -288,7 +341,8 @@ pub async fn delete_task(
         let population = population.clone();
         closed_loop(concurrency, users / 100, move |i| {
             let mut client = clients.users(i);
-            let user_ids = (i * 100..(i + 1) * 100).map(|n| population.id(n)).collect();
+            let start = first + i * 100;
+            let user_ids = (start..start + 100).map(|n| population.id(n)).collect();
             let watchers = watchers.clone();
             let done_tx = done_tx.clone();
             async move {
@@ -322,7 +376,6 @@ pub async fn delete_task(
     }
     Ok(DeleteOutcome {
         users,
-        tasks,
         elapsed: started.elapsed(),
         enqueue: enqueue.latency,
         lag,

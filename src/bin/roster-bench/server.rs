@@ -20,12 +20,12 @@ pub struct Server {
 
 impl Server {
     /// Starts `roster serve` against `database_url` and waits until it reports SERVING.
-    pub async fn spawn(binary: &Path, database_url: &str, log_dir: &Path) -> anyhow::Result<Self> {
+    pub async fn spawn(binary: &Path, database_url: &str, log_path: &Path) -> anyhow::Result<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
         let addr = format!("127.0.0.1:{port}");
-        let log_path = log_dir.join("roster.log");
+        let log_path = log_path.to_owned();
         let log = std::fs::File::create(&log_path)?;
         let mut command = Command::new(binary);
         // The caller's ROSTER_* settings (an API secret, a metrics port) are not this run's.
