@@ -85,6 +85,13 @@ impl Store {
             // or a proxy, and is checked first.
             .test_before_acquire_if_idle_for(IDLE_BEFORE_PING)
             .sqlx_logging(false)
+            // Each execution of a prepared statement is planned for its own values. PostgreSQL
+            // otherwise settles on a generic plan after five executions and keeps it until the
+            // table's statistics are refreshed: a plan made while `users` was nearly empty (a
+            // sequential scan for `id IN (...)`) then stays while an import grows the table, and
+            // each batch gets slower than the last. Planning a statement costs far less than
+            // scanning a large table once.
+            .map_sqlx_postgres_opts(|o| o.options([("plan_cache_mode", "force_custom_plan")]))
             .map_sqlx_sqlite_opts(|o| {
                 o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
                     .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Full)
@@ -306,4 +313,42 @@ async fn refuse_newer_schema(db: &impl ConnectionTrait) -> Result<(), DbErr> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The PostgreSQL server the integration suite uses, when it runs on PostgreSQL.
+    fn test_postgres() -> Option<String> {
+        match std::env::var("ROSTER_TEST_DB").as_deref() {
+            Ok("postgres") | Ok("postgresql") => Some(
+                std::env::var("ROSTER_TEST_PG_URL")
+                    .ok()
+                    .filter(|url| !url.is_empty())
+                    .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned()),
+            ),
+            _ => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn postgres_sessions_plan_each_execution_for_its_values() -> Result<(), DbErr> {
+        let Some(url) = test_postgres() else {
+            eprintln!("SKIPPED: plan caching is PostgreSQL's (ROSTER_TEST_DB=postgres)");
+            return Ok(());
+        };
+        let store = Store::connect(&url, 2).await?;
+        let row = store
+            .db
+            .query_one_raw(Statement::from_string(
+                DatabaseBackend::Postgres,
+                "SHOW plan_cache_mode",
+            ))
+            .await?;
+        let mode: Option<String> = row.map(|r| r.try_get_by_index(0)).transpose()?;
+        store.close().await;
+        assert_eq!(mode.as_deref(), Some("force_custom_plan"));
+        Ok(())
+    }
 }
