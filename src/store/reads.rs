@@ -48,6 +48,15 @@ impl PointReads {
         db: &DatabaseConnection,
         id: &str,
     ) -> Result<Option<User>> {
+        if let Some(slot) = self.take_idle_slot(db) {
+            // Nothing on the way and nobody waiting: this read's statement goes out from the
+            // caller's own task. A spawned sender would cost a task and a wakeup of another
+            // worker thread, most of what a lone read costs roster at concurrency 1.
+            self.statements.fetch_add(1, Ordering::Relaxed);
+            let found = users_by_id(db, vec![id.to_owned()]).await;
+            drop(slot);
+            return found.map(|mut users| users.pop());
+        }
         let (answer, answered) = oneshot::channel();
         let start_one = {
             let mut queue = self.queue();
@@ -98,6 +107,18 @@ impl PointReads {
         }
     }
 
+    /// The sending slot, when no statement is on the way and no read waits.
+    fn take_idle_slot(self: &Arc<Self>, db: &DatabaseConnection) -> Option<Slot> {
+        let mut queue = self.queue();
+        (queue.in_flight < MAX_IN_FLIGHT && queue.waiting.is_empty()).then(|| {
+            queue.in_flight += 1;
+            Slot {
+                reads: Arc::clone(self),
+                db: db.clone(),
+            }
+        })
+    }
+
     fn queue(&self) -> std::sync::MutexGuard<'_, Queue> {
         // Nothing panics while holding the lock; should something, the queue is still whole.
         self.state
@@ -109,6 +130,26 @@ impl PointReads {
     #[cfg(test)]
     pub(crate) fn statements(&self) -> u64 {
         self.statements.load(Ordering::Relaxed)
+    }
+}
+
+/// A sending slot held by a read that sends its own statement. Let go (answered, failed, or
+/// dropped with a caller that went away), it passes to a sender for the reads that queued behind
+/// that statement, or is freed when there are none.
+struct Slot {
+    reads: Arc<PointReads>,
+    db: DatabaseConnection,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut queue = self.reads.queue();
+        if queue.waiting.is_empty() {
+            queue.in_flight -= 1;
+        } else {
+            drop(queue);
+            tokio::spawn(Arc::clone(&self.reads).send_until_empty(self.db.clone()));
+        }
     }
 }
 
@@ -202,6 +243,57 @@ mod tests {
         // last answer went out.
         sender.await.expect("sender");
         assert_eq!(reads.state.lock().expect("queue").in_flight, 0);
+    }
+
+    /// A lone read sends its statement itself; reads that queued behind it are sent once it is
+    /// answered, and the slot is free again afterwards.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lone_read_sends_its_own_statement_and_hands_over_to_those_queued_behind() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("reads.db").display()
+        );
+        Store::migrate(&url).await.expect("migrate");
+        let store = Store::connect(&url, 4).await.expect("connect");
+        let reads = Arc::new(PointReads::default());
+        let lone = reads.read(store.conn(), "nobody").await;
+        assert!(matches!(lone, Ok(None)), "{lone:?}");
+        assert_eq!(reads.statements(), 1);
+        assert_eq!(
+            reads.queue().in_flight,
+            0,
+            "the slot is free after a lone read"
+        );
+
+        // A read holding the slot (as if its statement were on the way), and reads queued
+        // behind it: when it lets go, they are sent, together.
+        let slot = reads.take_idle_slot(store.conn()).expect("an idle slot");
+        let mut asked = tokio::task::JoinSet::new();
+        for i in 0..8 {
+            let (reads, db) = (Arc::clone(&reads), store.conn().clone());
+            asked.spawn(async move { reads.read(&db, &format!("queued-{i}")).await });
+        }
+        while reads.queue().waiting.len() < 8 {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        drop(slot);
+        while let Some(joined) = asked.join_next().await {
+            let answer = joined.expect("read task");
+            assert!(matches!(answer, Ok(None)), "{answer:?}");
+        }
+        assert_eq!(
+            reads.statements(),
+            2,
+            "the eight queued reads share one statement"
+        );
+        tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            while reads.queue().in_flight != 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        })
+        .await
+        .expect("the sender frees the slot once the queue is empty");
     }
 
     /// When the database cannot be reached, one failed statement answers every read waiting:
