@@ -7,6 +7,7 @@
 //! and judged here, by the same rules and with the same leeway (`TimeClaims`).
 use std::time::Duration;
 
+use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -107,6 +108,19 @@ impl TimeClaims {
             return Err(TimeProblem::IssuedInTheFuture);
         }
         Ok(())
+    }
+}
+
+/// A JWT library refusal in roster's words: no library type, parser message or input position
+/// reaches a caller.
+pub fn describe_decode_error(kind: &ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::InvalidSignature => "the signature does not match",
+        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+            "the token must be signed with HS256"
+        }
+        ErrorKind::Json(_) => "the token's header or claims cannot be read",
+        _ => "not a well-formed JWT (three base64url parts: header, claims, signature)",
     }
 }
 
@@ -238,7 +252,7 @@ impl UserTokens {
         let invalid = |why: &str| Error::TokenRejected(TokenRejection::Invalid(why.to_owned()));
         let data =
             jsonwebtoken::decode::<Map<String, Value>>(token, &self.decoding, &self.validation)
-                .map_err(|e| invalid(&e.to_string()))?;
+                .map_err(|e| invalid(describe_decode_error(e.kind())))?;
         let claims = data.claims;
         let Some(Value::String(user_id)) = claims.get("user_id") else {
             return Err(invalid("the claims have no `user_id` string"));

@@ -486,3 +486,75 @@ async fn user_token_time_claims_get_the_leeway_at_its_edges() {
         .await
         .expect("unexpired with no leeway");
 }
+
+#[tokio::test]
+async fn verify_user_token_refusals_name_no_library_internals() {
+    let srv = server_with_secret(SECRET).await;
+    srv.upsert_ok([user("u1")]).await;
+    let b64 = |text: &str| {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
+    };
+    let claims = b64(r#"{"user_id":"u1"}"#);
+    let good = token_ok(&srv, "u1").await;
+    let (good_head, good_signature) = good.split_once('.').expect("a JWT");
+    let foreign = {
+        let key = jsonwebtoken::EncodingKey::from_secret(OTHER_SECRET.as_bytes()).expect("key");
+        let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+        jsonwebtoken::encode(&header, &json!({"user_id": "u1"}), &key).expect("sign")
+    };
+    let cases = [
+        (
+            "alg none",
+            format!("{}.{claims}.", b64(r#"{"alg":"none","typ":"JWT"}"#)),
+        ),
+        (
+            "alg unknown",
+            format!("{}.{claims}.x", b64(r#"{"alg":"XX999"}"#)),
+        ),
+        (
+            "header not JSON",
+            format!("{}.{claims}.x", b64("{not json")),
+        ),
+        ("header not base64", format!("!!!.{claims}.x")),
+        ("two parts", format!("{good_head}.{claims}")),
+        (
+            "claims not base64",
+            format!("{good_head}.***.{good_signature}"),
+        ),
+        ("signed by another secret", foreign),
+        ("user_id a number", signed(&json!({"user_id": 7}))),
+        ("user_id missing", signed(&json!({"sub": "u1"}))),
+        (
+            "nbf a string",
+            signed(&json!({"user_id": "u1", "nbf": "x"})),
+        ),
+        (
+            "exp an object",
+            signed(&json!({"user_id": "u1", "exp": {"at": 1}})),
+        ),
+    ];
+
+    for (what, token) in cases {
+        let refused = expect_err(verify(&srv, &token).await);
+        assert_reason(&refused, Code::Unauthenticated, "TOKEN_INVALID");
+        let message = refused.message();
+        for internal in [
+            "JSON", "json", "line ", "column", "variant", "expected", "::", "Error", "Base64",
+            "base64 ", "Utf8",
+        ] {
+            assert!(
+                !message.contains(internal),
+                "{what}: {message:?} mentions {internal:?}"
+            );
+        }
+        assert!(
+            !message.split(|c: char| !c.is_alphanumeric()).any(|word| {
+                word.chars().next().is_some_and(char::is_uppercase)
+                    && word.chars().skip(1).any(char::is_uppercase)
+                    && word.chars().any(char::is_lowercase)
+            }),
+            "{what}: {message:?} names a type"
+        );
+    }
+}
