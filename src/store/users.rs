@@ -14,7 +14,7 @@ use super::values_list::push_row;
 use crate::domain::event::{Actor, EventKind};
 use crate::domain::partial::{PartialUpdate, Settable};
 use crate::domain::query::{UserQuery, next_page_token};
-use crate::domain::user::{User, UserFields};
+use crate::domain::user::{User, UserFields, dotted_key_violation};
 use crate::error::{Error, FieldViolation, Result};
 
 /// Columns a replace or partial update writes; everything else on the row is roster's.
@@ -45,7 +45,14 @@ impl Store {
     pub async fn upsert_users(&self, batch: Vec<UserFields>, actor: &Actor) -> Result<Vec<User>> {
         let mut violations: Vec<FieldViolation> = batch
             .iter()
-            .flat_map(|f| f.violations(&format!("users[{}]", f.id)))
+            .flat_map(|f| {
+                let at = format!("users[{}]", f.id);
+                let dotted = dotted_key_violation(
+                    &serde_json::Value::Object(f.custom.clone()),
+                    &format!("{at}.custom"),
+                );
+                f.violations(&at).into_iter().chain(dotted)
+            })
             .collect();
         let tx = self.write().await?;
         let scopes = self
