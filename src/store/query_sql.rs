@@ -17,7 +17,8 @@
 use sea_orm::{DatabaseBackend, Statement, Value};
 use serde_json::{Number, Value as Json};
 
-use crate::domain::filter::{Builtin, Cmp, Field, Filter, Kind, Op, Scalar};
+use crate::domain::filter::{Builtin, Cmp, Field, Filter, Kind, Op, Scalar, State};
+use crate::domain::presence::AsOf;
 use crate::domain::query::{SortKey, UserQuery};
 use crate::error::Error;
 
@@ -27,7 +28,12 @@ const FALSE: &str = "(1 = 0)";
 /// `SELECT <the users columns>, <what each user owns> FROM users WHERE <not deleted> [AND <not deactivated>] AND <filter> [AND <after the
 /// cursor>] ORDER BY <keys> LIMIT <limit + 1> OFFSET <offset>`: one row more than the page so the
 /// caller knows whether a next page exists.
-pub fn select_users(query: &UserQuery, backend: DatabaseBackend) -> Result<Statement, Error> {
+/// `as_of` is the instant the query runs: `banned`, `shadow_banned` and `online` are judged at it.
+pub fn select_users(
+    query: &UserQuery,
+    backend: DatabaseBackend,
+    as_of: AsOf,
+) -> Result<Statement, Error> {
     let dialect = match backend {
         DatabaseBackend::Sqlite => Dialect::Sqlite,
         DatabaseBackend::Postgres => Dialect::Postgres,
@@ -41,6 +47,7 @@ pub fn select_users(query: &UserQuery, backend: DatabaseBackend) -> Result<State
         dialect,
         text: String::with_capacity(512),
         values: Vec::new(),
+        as_of,
     };
     sql.push("SELECT ");
     sql.push(super::users::user_columns());
@@ -95,6 +102,7 @@ struct Sql {
     dialect: Dialect,
     text: String,
     values: Vec<Value>,
+    as_of: AsOf,
 }
 
 /// Which side of a key the rows after the cursor are on.
@@ -384,8 +392,40 @@ impl Sql {
                 field: Field::Custom(path),
                 op,
             } => self.custom_leaf(path, op)?,
+            Filter::State { state, is: true } => self.state(*state),
+            Filter::State { state, is: false } => self.not(|s| {
+                s.state(*state);
+                Ok(())
+            })?,
         }
         Ok(())
+    }
+
+    /// Whether the user is in `state` at `as_of`, as a read shows it (`Ban::in_force`,
+    /// `Presence::online`); TRUE or FALSE, never NULL.
+    fn state(&mut self, state: State) {
+        let at = self.as_of.at;
+        match state {
+            State::Banned | State::ShadowBanned => {
+                self.push("(users.banned_at IS NOT NULL AND ");
+                self.push(if state == State::Banned {
+                    "NOT users.shadow_banned"
+                } else {
+                    "users.shadow_banned"
+                });
+                self.push(" AND (users.ban_expires IS NULL OR users.ban_expires > ");
+                self.bind(Value::BigInt(Some(at)));
+                self.push("))");
+            }
+            State::Online => {
+                self.push("(NOT users.invisible AND users.last_active IS NOT NULL AND ");
+                self.push("users.last_active <= ");
+                self.bind(Value::BigInt(Some(at)));
+                self.push(" AND users.last_active >= ");
+                self.bind(Value::BigInt(Some(self.as_of.presence.online_since(at))));
+                self.push(")");
+            }
+        }
     }
 
     // ---- built-in columns ----
@@ -890,6 +930,14 @@ mod tests {
     use crate::domain::query::{next_page_token, parse_query};
     use crate::domain::user::{User, UserFields};
 
+    /// The instant these queries run at; no row here is banned or online.
+    fn as_of() -> AsOf {
+        AsOf {
+            at: 0,
+            presence: crate::domain::presence::Presence::default(),
+        }
+    }
+
     // ---- databases ----
 
     async fn sqlite() -> DatabaseConnection {
@@ -1121,7 +1169,8 @@ mod tests {
             ask.include_deactivated,
         )
         .expect("valid query");
-        let statement = select_users(&query, db.get_database_backend()).expect("statement");
+        let statement =
+            select_users(&query, db.get_database_backend(), as_of()).expect("statement");
         let rows = db.query_all_raw(statement.clone()).await;
         let rows = rows.unwrap_or_else(|e| panic!("{e}\n{}", statement.sql));
         let mut users: Vec<User> = rows.iter().map(user_from).collect();
@@ -1562,7 +1611,7 @@ mod tests {
         );
         let token = token.unwrap_or_default();
         let next = parse_query(filter.as_object(), &owned, 2, 0, &token, false).expect("valid");
-        let statement = select_users(&next, DatabaseBackend::Postgres).expect("statement");
+        let statement = select_users(&next, DatabaseBackend::Postgres, as_of()).expect("statement");
         let count = statement.values.as_ref().map_or(0, |v| v.0.len());
         assert!((33_000..40_000).contains(&count), "{count} parameters");
         walk(&db, &filter, &sort, 2).await;
@@ -1822,7 +1871,7 @@ mod tests {
 
     fn statement(filter: Json, backend: DatabaseBackend) -> Statement {
         let query = parse_query(filter.as_object(), &[], 0, 0, "", false).expect("valid");
-        select_users(&query, backend).expect("statement")
+        select_users(&query, backend, as_of()).expect("statement")
     }
 
     #[test]
@@ -1878,7 +1927,7 @@ mod tests {
     fn other_backends_are_refused() {
         let query = parse_query(None, &[], 0, 0, "", false).expect("valid");
         assert!(matches!(
-            select_users(&query, DatabaseBackend::MySql),
+            select_users(&query, DatabaseBackend::MySql, as_of()),
             Err(Error::Internal(_))
         ));
     }

@@ -242,7 +242,7 @@ impl Store {
     /// One page of a query (deleted users never appear).
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn query_users(&self, query: &UserQuery) -> Result<UserPage> {
-        let statement = super::query_sql::select_users(query, self.backend())?;
+        let statement = super::query_sql::select_users(query, self.backend(), self.as_of_now())?;
         let mut rows = rows_of(self.conn(), statement).await?;
         let limit = usize::try_from(query.limit).unwrap_or(usize::MAX);
         let more = rows.len() > limit;
@@ -679,7 +679,11 @@ mod tests {
             assert!(by_id.starts_with(&columns), "{backend:?}: {by_id}");
             let query = crate::domain::query::parse_query(None, &[], 10, 0, "", false)
                 .expect("an empty query");
-            let listed = super::super::query_sql::select_users(&query, backend)
+            let as_of = crate::domain::presence::AsOf {
+                at: 0,
+                presence: crate::domain::presence::Presence::default(),
+            };
+            let listed = super::super::query_sql::select_users(&query, backend, as_of)
                 .expect("QueryUsers SQL")
                 .sql;
             assert!(listed.starts_with(&columns), "{backend:?}: {listed}");
