@@ -1034,3 +1034,70 @@ async fn built_in_names_that_cannot_be_queried_are_refused_never_read_as_custom_
         ["u1"]
     );
 }
+
+#[tokio::test]
+async fn custom_values_of_mixed_types_sort_in_one_documented_order() {
+    let srv = TestServer::start().await;
+    // Ids run against the expected order, so only the values can put them in it.
+    let values = [
+        ("x13", None),
+        ("x12", Some(json!(null))),
+        ("x11", Some(json!("B"))),
+        ("x10", Some(json!("a"))),
+        ("x09", Some(json!("é"))),
+        ("x08", Some(json!(-1))),
+        ("x07", Some(json!(1))),
+        ("x06", Some(json!(2.5))),
+        ("x05", Some(json!(false))),
+        ("x04", Some(json!(true))),
+        ("x03", Some(json!([1]))),
+        ("x02", Some(json!([]))),
+        ("x01", Some(json!({"a": 1}))),
+        ("x00", Some(json!({}))),
+    ];
+    srv.upsert_ok(values.iter().map(|(id, v)| match v {
+        Some(v) => user(id).with_custom(json!({ "v": v })),
+        None => user(id),
+    }))
+    .await;
+    // Missing and null first (ties by id descending), strings by their bytes, numbers, false,
+    // true, then arrays and then objects, each of those two kinds equal among themselves.
+    let ascending = [
+        "x13", "x12", "x11", "x10", "x09", "x08", "x07", "x06", "x05", "x04", "x03", "x02", "x01",
+        "x00",
+    ];
+    let descending = [
+        "x01", "x00", "x03", "x02", "x04", "x05", "x06", "x07", "x08", "x09", "x10", "x11", "x13",
+        "x12",
+    ];
+
+    assert_eq!(sorted_ids(&srv, json!({}), &[("v", 1)]).await, ascending);
+    assert_eq!(
+        sorted_ids(&srv, json!({}), &[("custom.v", -1)]).await,
+        descending
+    );
+    for (direction, expected) in [(1, &ascending), (-1, &descending)] {
+        let mut walked = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let page = srv
+                .query(QueryUsersRequest {
+                    sort: vec![SortField {
+                        field: "v".to_owned(),
+                        direction,
+                    }],
+                    limit: 3,
+                    page_token,
+                    ..QueryUsersRequest::default()
+                })
+                .await
+                .expect("QueryUsers page");
+            walked.extend(ids(&page.users));
+            if page.next_page_token.is_empty() || walked.len() > expected.len() {
+                break;
+            }
+            page_token = page.next_page_token;
+        }
+        assert_eq!(&walked, expected, "page by page, direction {direction}");
+    }
+}
