@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::domain::presence::{DEFAULT_PRESENCE_WINDOW, Presence};
 use crate::domain::time::Clock;
-use crate::domain::token::UserTokens;
+use crate::domain::token::{DEFAULT_LEEWAY, MAX_LEEWAY, UserTokens};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -196,6 +196,11 @@ pub struct Config {
     /// `--user-token-secret`.
     #[arg(long, env = "ROSTER_USER_TOKEN_SECRET_FILE")]
     pub user_token_secret_file: Option<PathBuf>,
+    /// Seconds by which caller tokens and user tokens may disagree with roster's clock: a token is
+    /// refused once `exp` plus this has passed, while `nbf` is more than this ahead, and when
+    /// `iat` is more than this ahead.
+    #[arg(long, env = "ROSTER_TOKEN_LEEWAY_SECONDS", default_value_t = DEFAULT_LEEWAY.as_secs(), value_parser = clap::value_parser!(u64).range(0..=MAX_LEEWAY.as_secs()))]
+    pub token_leeway_seconds: u64,
     /// Seconds a user counts as online after its last successful token verification.
     #[arg(long, env = "ROSTER_PRESENCE_WINDOW_SECONDS", default_value_t = DEFAULT_PRESENCE_WINDOW.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
     pub presence_window_seconds: u64,
@@ -295,8 +300,12 @@ impl Config {
             (None, None) => return Ok(None),
         };
         UserTokens::new(&secret)
-            .map(Some)
+            .map(|tokens| Some(tokens.with_leeway(self.token_leeway())))
             .map_err(|why| anyhow::anyhow!(why))
+    }
+
+    pub fn token_leeway(&self) -> Duration {
+        Duration::from_secs(self.token_leeway_seconds)
     }
 
     pub fn presence(&self) -> Presence {
@@ -356,6 +365,7 @@ impl Default for Config {
             user_token_secret: None,
             user_token_secret_file: None,
             presence_window_seconds: DEFAULT_PRESENCE_WINDOW.as_secs(),
+            token_leeway_seconds: DEFAULT_LEEWAY.as_secs(),
             clock: Clock::default(),
         }
     }
@@ -412,5 +422,15 @@ mod tests {
         let cli = Cli::try_parse_from(["roster"]).unwrap();
         assert_eq!(cli.serve.presence_window_seconds, 60);
         assert!(Cli::try_parse_from(["roster", "--presence-window-seconds", "0"]).is_err());
+    }
+
+    #[test]
+    fn the_token_leeway_defaults_to_5_seconds_and_is_at_most_300() {
+        let cli = Cli::try_parse_from(["roster"]).unwrap();
+        assert_eq!(cli.serve.token_leeway_seconds, 5);
+        assert_eq!(Config::default().token_leeway_seconds, 5);
+        let zero = Cli::try_parse_from(["roster", "--token-leeway-seconds", "0"]).unwrap();
+        assert_eq!(zero.serve.token_leeway(), Duration::ZERO);
+        assert!(Cli::try_parse_from(["roster", "--token-leeway-seconds", "301"]).is_err());
     }
 }

@@ -71,9 +71,13 @@ pub enum Error {
 /// Why a user token does not authenticate anyone.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenRejection {
-    /// Not a JWT, not HS256, not signed with the configured secret, or without `user_id`.
+    /// Not a JWT, not HS256, not signed with the configured secret, without `user_id`, or with a
+    /// time claim that is not a NumericDate. The text is roster's own, never a library's.
     #[error("token is invalid: {0}")]
     Invalid(String),
+    /// `nbf` or `iat` is later than now plus the leeway.
+    #[error("{0}")]
+    NotYetValid(&'static str),
     #[error("token of user {0} has expired")]
     Expired(String),
     /// Issued before the user's `revoke_tokens_issued_before` (or without `iat` while that is set).

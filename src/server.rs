@@ -130,6 +130,8 @@ pub async fn run(
         .layer(GateLayer::new(
             &config.api_secrets,
             config.max_concurrent_requests,
+            config.clock.clone(),
+            config.token_leeway(),
         )?)
         .add_service(health_service)
         .add_service(reflection_v1)

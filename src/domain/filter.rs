@@ -40,6 +40,41 @@ pub enum Filter {
         field: Field,
         op: Op,
     },
+    /// The user is (`is: true`) or is not in `state` at the instant the query runs.
+    State {
+        state: State,
+        is: bool,
+    },
+}
+
+/// What a read of a user shows as judged at that instant (`banned`, `shadow_banned`, `online`),
+/// never stored as such. A filter sees them as the read does: the ban in force at query time
+/// (a ban past its expiry does not count), presence within the window. They change with time
+/// alone, so they filter but do not sort (a page token could not stay valid).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum State {
+    /// A ban that is not a shadow ban is in force.
+    Banned,
+    /// A shadow ban is in force.
+    ShadowBanned,
+    /// Active within the presence window, and not invisible.
+    Online,
+}
+
+impl State {
+    pub const ALL: [State; 3] = [State::Banned, State::ShadowBanned, State::Online];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Banned => "banned",
+            State::ShadowBanned => "shadow_banned",
+            State::Online => "online",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<State> {
+        State::ALL.into_iter().find(|s| s.name() == name)
+    }
 }
 
 /// What a filter or sort key talks about.
@@ -163,9 +198,10 @@ impl Builtin {
     }
 }
 
-/// User fields that exist but are not queryable. A bare name is normally a custom key; for these
-/// that reading would silently match nothing, so they are refused and `custom.<name>` is required.
-const NOT_QUERYABLE: [&str; 8] = [
+/// User fields that exist but are neither filterable nor sortable. A bare name is normally a
+/// custom key; for these that reading would silently match nothing, so they are refused and
+/// `custom.<name>` is required.
+const NOT_QUERYABLE: [&str; 11] = [
     "custom",
     "teams_role",
     "privacy_settings",
@@ -174,6 +210,9 @@ const NOT_QUERYABLE: [&str; 8] = [
     "revoke_tokens_issued_before",
     "avg_response_time",
     "deleted",
+    "ban_expires",
+    "blocked_user_ids",
+    "devices",
 ];
 
 impl Field {
@@ -197,10 +236,24 @@ impl Field {
                 "`{name}` cannot be queried; write `custom.{name}` for a custom key of that name"
             ));
         }
+        if State::from_name(name).is_some() {
+            return Err(format!(
+                "`{name}` is judged when the query runs: it can be filtered on but not sorted \
+                 by; write `custom.{name}` for a custom key of that name"
+            ));
+        }
         if name.starts_with('$') {
             return Err(format!("unknown operator `{name}`"));
         }
-        custom_path(name).map(Field::Custom)
+        let path = custom_path(name)?;
+        let first = path[0].as_str();
+        if path.len() > 1 && is_user_field(first) {
+            return Err(format!(
+                "`{first}` is a user field, not a custom key; write `custom.{name}` for a custom \
+                 key path"
+            ));
+        }
+        Ok(Field::Custom(path))
     }
 
     /// Whether the field can be NULL / missing (which sorts as the lowest value).
@@ -211,6 +264,15 @@ impl Field {
             Field::Custom(_) => true,
         }
     }
+}
+
+/// Whether `name` is a field of the user itself (queryable or not), which a bare name never reads
+/// as a custom key.
+fn is_user_field(name: &str) -> bool {
+    Builtin::from_name(name).is_some()
+        || State::from_name(name).is_some()
+        || name == "teams"
+        || NOT_QUERYABLE.contains(&name)
 }
 
 /// The canonical name (`custom.a.b` for custom keys): stable, so it can be fingerprinted.
@@ -337,6 +399,9 @@ impl Parser {
 
     /// `field: scalar` (equality) or `field: {operators}` (all must hold).
     fn field(&mut self, key: &str, value: &Value, at: &str) -> Result<Filter, Error> {
+        if let Some(state) = State::from_name(key) {
+            return self.state(state, value, at);
+        }
         let field = Field::parse(key).map_err(|why| Error::invalid(at, why))?;
         match value {
             Value::Object(ops) => {
@@ -363,6 +428,96 @@ impl Parser {
                 Ok(leaf(field, Op::Eq(value)))
             }
         }
+    }
+
+    /// `banned: true`, `online: {"$ne": true}`, ...: equality, `$in`, `$nin` and `$exists` on a
+    /// boolean that is never null.
+    fn state(&mut self, state: State, value: &Value, at: &str) -> Result<Filter, Error> {
+        let name = state.name();
+        let boolean = |value: &Value, at: &str| {
+            value
+                .as_bool()
+                .ok_or_else(|| Error::invalid(at, format!("{name} is compared with booleans")))
+        };
+        let Value::Object(ops) = value else {
+            self.spend(at)?;
+            return Ok(Filter::State {
+                state,
+                is: boolean(value, at)?,
+            });
+        };
+        if ops.is_empty() {
+            return Err(Error::invalid(
+                at,
+                "expected a value or an object of operators",
+            ));
+        }
+        let mut all = Vec::with_capacity(ops.len());
+        for (op, arg) in ops {
+            let here = format!("{at}.{op}");
+            let condition = match op.as_str() {
+                "$eq" | "$ne" => {
+                    self.spend(&here)?;
+                    Filter::State {
+                        state,
+                        is: boolean(arg, &here)? == (op == "$eq"),
+                    }
+                }
+                "$in" | "$nin" => {
+                    let Value::Array(items) = arg else {
+                        return Err(Error::invalid(here, "expected an array of booleans"));
+                    };
+                    if items.is_empty() {
+                        self.spend(&here)?;
+                    }
+                    let mut seen = [false, false];
+                    for (i, item) in items.iter().enumerate() {
+                        let item_at = format!("{here}[{i}]");
+                        self.spend(&item_at)?;
+                        seen[usize::from(boolean(item, &item_at)?)] = true;
+                    }
+                    let listed = match seen {
+                        [true, true] => Filter::All,
+                        [false, true] => Filter::State { state, is: true },
+                        [true, false] => Filter::State { state, is: false },
+                        [false, false] => Filter::Or(Vec::new()),
+                    };
+                    if op == "$in" {
+                        listed
+                    } else {
+                        Filter::Nor(vec![listed])
+                    }
+                }
+                "$exists" => {
+                    self.spend(&here)?;
+                    let exists = arg
+                        .as_bool()
+                        .ok_or_else(|| Error::invalid(&here, "expected a boolean"))?;
+                    // Always present: every user is either in the state or not.
+                    if exists {
+                        Filter::All
+                    } else {
+                        Filter::Or(Vec::new())
+                    }
+                }
+                other if other.starts_with('$') => {
+                    return Err(Error::invalid(
+                        here,
+                        format!(
+                            "{other} does not apply to {name}; use $eq, $ne, $in, $nin or $exists"
+                        ),
+                    ));
+                }
+                _ => {
+                    return Err(Error::invalid(
+                        here,
+                        "an operator object may only hold operators ($eq, $gt, ...)",
+                    ));
+                }
+            };
+            all.push(condition);
+        }
+        Ok(conjunction(all))
     }
 
     /// One `$op: argument` of a field.
@@ -627,12 +782,76 @@ mod tests {
             "deleted_at",
             "teams_role",
             "privacy_settings",
+            "ban_expires",
+            "blocked_user_ids",
+            "devices",
+            "devices.0",
+            "banned",
+            "shadow_banned",
+            "online",
+            "online.x",
+            "name.first",
         ] {
             assert!(Field::parse(bad).is_err(), "{bad:?} should be refused");
+        }
+        for name in ["devices", "banned", "online", "ban_expires", "name.first"] {
+            let custom_name = format!("custom.{name}");
+            let path: Vec<&str> = name.split('.').collect();
+            assert_eq!(Field::parse(&custom_name), Ok(custom(&path)));
         }
         assert!(Field::parse("a.".repeat(MAX_PATH_SEGMENTS).trim_end_matches('.')).is_ok());
         assert!(Field::parse("a.".repeat(MAX_PATH_SEGMENTS + 1).trim_end_matches('.')).is_err());
         assert!(Field::parse(&"x".repeat(MAX_FIELD_BYTES + 1)).is_err());
+    }
+
+    #[test]
+    fn states_filter_as_booleans_judged_when_the_query_runs() {
+        let state = |state, is| Filter::State { state, is };
+        assert_eq!(
+            parse(json!({"banned": true})).unwrap(),
+            state(State::Banned, true)
+        );
+        assert_eq!(
+            parse(json!({"shadow_banned": {"$ne": true}})).unwrap(),
+            state(State::ShadowBanned, false)
+        );
+        assert_eq!(
+            parse(json!({"online": {"$in": [false]}})).unwrap(),
+            state(State::Online, false)
+        );
+        assert_eq!(
+            parse(json!({"online": {"$nin": [true]}})).unwrap(),
+            Filter::Nor(vec![state(State::Online, true)])
+        );
+        assert_eq!(
+            parse(json!({"online": {"$in": [true, false]}})).unwrap(),
+            Filter::All
+        );
+        assert_eq!(
+            parse(json!({"banned": {"$in": []}})).unwrap(),
+            Filter::Or(vec![])
+        );
+        assert_eq!(
+            parse(json!({"custom.banned": true})).unwrap(),
+            leaf(custom(&["banned"]), Op::Eq(Scalar::Bool(true)))
+        );
+        for (bad, at) in [
+            (json!({"banned": 1}), "filter.banned"),
+            (json!({"banned": null}), "filter.banned"),
+            (json!({"online": {"$gt": false}}), "filter.online.$gt"),
+            (
+                json!({"online": {"$in": [true, "x"]}}),
+                "filter.online.$in[1]",
+            ),
+            (
+                json!({"shadow_banned": {"$exists": 1}}),
+                "filter.shadow_banned.$exists",
+            ),
+            (json!({"ban_expires": null}), "filter.ban_expires"),
+            (json!({"devices": {"$exists": true}}), "filter.devices"),
+        ] {
+            assert_eq!(violation(bad.clone()).field, at, "{bad}");
+        }
     }
 
     #[test]

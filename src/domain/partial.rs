@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 use super::time::{format_rfc3339, parse_rfc3339};
 use super::user::{
     CALLER_FIELDS, Micros, PrivacySettings, PushNotifications, SERVER_FIELDS, UserFields,
+    dotted_key_violation,
 };
 use crate::error::FieldViolation;
 
@@ -66,6 +67,12 @@ impl PartialUpdate {
         let mut sets: Vec<(Vec<String>, &str, &Value)> = Vec::new();
         for (key, value) in &self.set {
             match resolve(key) {
+                Ok(path) if path[0] == "custom" => {
+                    match dotted_key_violation(value, &format!("{at}.set.{key}")) {
+                        Some(violation) => violations.push(violation),
+                        None => sets.push((path, key, value)),
+                    }
+                }
                 Ok(path) => sets.push((path, key, value)),
                 Err(why) => violations.push(FieldViolation::new(format!("{at}.set.{key}"), why)),
             }

@@ -35,6 +35,12 @@ impl Presence {
                 .is_some_and(|last| last <= at && at - last < self.window)
     }
 
+    /// The earliest `last_active` that is still online at `at` (a filter's bound): online means
+    /// `online_since(at) <= last_active <= at`, and not invisible.
+    pub fn online_since(&self, at: Micros) -> Micros {
+        at.saturating_sub(self.window).saturating_add(1)
+    }
+
     /// Whether an activity at `now` should be written. A user verifying tokens all the time
     /// costs one write per quarter window, not one per call; `last_active` then lags by at most
     /// that much, which keeps an active user online throughout.

@@ -211,6 +211,45 @@ fn parse_offset(offset: u32, page_token: &str) -> Result<u64, Error> {
     Ok(offset)
 }
 
+/// Where a custom value sorts among the JSON types: strings, then numbers, then booleans, then
+/// arrays, then objects (PostgreSQL's jsonb order between types). `None` for null, which sorts
+/// lowest with a missing key. `store::query_sql` writes this as SQL for both databases.
+pub fn custom_type_rank(value: &Value) -> Option<i64> {
+    match value {
+        Value::Null => None,
+        Value::String(_) => Some(1),
+        Value::Number(_) => Some(2),
+        Value::Bool(_) => Some(3),
+        Value::Array(_) => Some(4),
+        Value::Object(_) => Some(5),
+    }
+}
+
+/// roster's one order of custom values, on every database: a missing key and null first, then
+/// by `custom_type_rank`; strings by their UTF-8 bytes (not a database collation), numbers by
+/// value, `false` before `true`. Arrays are equal to each other, and so are objects: the two
+/// databases store them differently, so their content does not order them; the next sort key
+/// (at last `id`) does. The reference the SQL is tested against.
+pub fn compare_custom(a: &Value, b: &Value) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    let by_rank = custom_type_rank(a).cmp(&custom_type_rank(b));
+    if by_rank != Ordering::Equal {
+        return by_rank;
+    }
+    match (a, b) {
+        (Value::String(x), Value::String(y)) => x.as_bytes().cmp(y.as_bytes()),
+        (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64()) {
+            (Some(x), Some(y)) => x.cmp(&y),
+            _ => {
+                let (x, y) = (x.as_f64().unwrap_or(0.0), y.as_f64().unwrap_or(0.0));
+                x.partial_cmp(&y).unwrap_or(Ordering::Equal)
+            }
+        },
+        (Value::Bool(x), Value::Bool(y)) => x.cmp(y),
+        _ => Ordering::Equal,
+    }
+}
+
 /// The token for the page after `last`, the last user of a page of `query`.
 pub fn next_page_token(query: &UserQuery, last: &User) -> String {
     let values: Vec<Value> = query

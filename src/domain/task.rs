@@ -85,6 +85,14 @@ impl TaskKind {
         TaskKind::ALL.into_iter().find(|k| k.as_str() == text)
     }
 
+    /// Whether a request of this kind that changes no user enqueues no task. Deactivating
+    /// deactivated users and reactivating active ones is a no-op: products were told when the
+    /// state changed, so there is nothing to tell them again. (A delete still has product work
+    /// to do for users deleted already, e.g. a hard delete after a soft one.)
+    pub fn no_task_without_change(self) -> bool {
+        matches!(self, TaskKind::DeactivateUsers | TaskKind::ReactivateUsers)
+    }
+
     /// What the change feed records when a task of this kind changes a user's state.
     pub fn feed_event(self) -> super::event::EventKind {
         use super::event::EventKind;

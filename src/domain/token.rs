@@ -3,11 +3,14 @@
 //!
 //! Instants come from roster's clock, not from the JWT library's, so that expiry follows the same
 //! time as everything else (and tests can move it). Signature checks are the library's, and
-//! constant-time.
+//! constant-time. The time claims (`iat`, `exp`, `nbf`) of caller tokens and user tokens are read
+//! and judged here, by the same rules and with the same leeway (`TimeClaims`).
 use std::time::Duration;
 
+use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+use serde_json::{Map, Value};
 
 use super::user::{Micros, User, id_problem};
 use crate::error::{Error, Forbidden, TokenRejection};
@@ -19,7 +22,107 @@ pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 /// Longest `expires_in` (about ten years).
 pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
+/// Default allowance for clocks that disagree, for `exp`, `nbf` and `iat` alike.
+pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(5);
+/// Largest `--token-leeway-seconds`: more would keep expired tokens alive for minutes.
+pub const MAX_LEEWAY: Duration = Duration::from_secs(300);
+
 const MICROS_PER_SECOND: i64 = 1_000_000;
+
+/// The registered time claims of a JWT (RFC 7519, section 4.1.4 to 4.1.6), in micros. Each is a
+/// NumericDate when present: a JSON number of seconds, possibly with a fraction.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TimeClaims {
+    pub issued_at: Option<Micros>,
+    pub expires_at: Option<Micros>,
+    pub not_before: Option<Micros>,
+}
+
+/// Why a token's time claims do not let it be used now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeProblem {
+    /// The named claim is present but not a NumericDate in range.
+    Malformed(&'static str),
+    /// `exp` (plus the leeway) has passed.
+    Expired,
+    /// `nbf` is still ahead (beyond the leeway).
+    NotYetValid,
+    /// `iat` is ahead (beyond the leeway): a token cannot be used before it was issued.
+    IssuedInTheFuture,
+}
+
+impl TimeProblem {
+    /// What a caller can act on, in roster's words.
+    pub fn describe(self) -> &'static str {
+        match self {
+            TimeProblem::Malformed("iat") => "`iat` is not a number of seconds since the epoch",
+            TimeProblem::Malformed("exp") => "`exp` is not a number of seconds since the epoch",
+            TimeProblem::Malformed(_) => "`nbf` is not a number of seconds since the epoch",
+            TimeProblem::Expired => "the token has expired",
+            TimeProblem::NotYetValid => "the token is not valid yet (`nbf` is in the future)",
+            TimeProblem::IssuedInTheFuture => {
+                "the token is used before it was issued (`iat` is in the future)"
+            }
+        }
+    }
+}
+
+impl TimeClaims {
+    /// Reads `iat`, `exp` and `nbf` from a token's claims. `null`, strings, booleans and numbers
+    /// out of range are malformed, never ignored: a token whose limits cannot be read is refused.
+    pub fn read(claims: &Map<String, Value>) -> Result<TimeClaims, TimeProblem> {
+        let instant = |name: &'static str| -> Result<Option<Micros>, TimeProblem> {
+            let Some(value) = claims.get(name) else {
+                return Ok(None);
+            };
+            let micros = value
+                .as_f64()
+                .map(|seconds| (seconds * 1e6).round())
+                .filter(|m| m.is_finite() && m.abs() < 9.0e18)
+                .ok_or(TimeProblem::Malformed(name))?;
+            Ok(Some(micros as i64))
+        };
+        Ok(TimeClaims {
+            issued_at: instant("iat")?,
+            expires_at: instant("exp")?,
+            not_before: instant("nbf")?,
+        })
+    }
+
+    /// Whether a token with these claims may be used at `now`. Each limit is widened by
+    /// `leeway`: refused once `now >= exp + leeway`, while `now + leeway < nbf`, and when
+    /// `iat > now + leeway`.
+    pub fn check(&self, now: Micros, leeway: Duration) -> Result<(), TimeProblem> {
+        let leeway = i64::try_from(leeway.as_micros()).unwrap_or(i64::MAX);
+        let ahead = now.saturating_add(leeway);
+        if self
+            .expires_at
+            .is_some_and(|exp| now >= exp.saturating_add(leeway))
+        {
+            return Err(TimeProblem::Expired);
+        }
+        if self.not_before.is_some_and(|nbf| ahead < nbf) {
+            return Err(TimeProblem::NotYetValid);
+        }
+        if self.issued_at.is_some_and(|iat| iat > ahead) {
+            return Err(TimeProblem::IssuedInTheFuture);
+        }
+        Ok(())
+    }
+}
+
+/// A JWT library refusal in roster's words: no library type, parser message or input position
+/// reaches a caller.
+pub fn describe_decode_error(kind: &ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::InvalidSignature => "the signature does not match",
+        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+            "the token must be signed with HS256"
+        }
+        ErrorKind::Json(_) => "the token's header or claims cannot be read",
+        _ => "not a well-formed JWT (three base64url parts: header, claims, signature)",
+    }
+}
 
 /// Signs and checks user tokens with one secret.
 #[derive(Clone)]
@@ -27,6 +130,7 @@ pub struct UserTokens {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    leeway: Duration,
 }
 
 impl std::fmt::Debug for UserTokens {
@@ -59,18 +163,6 @@ struct Outgoing<'a> {
     exp: Option<i64>,
 }
 
-/// Claims as other issuers may write them too: NumericDates may have fractions (RFC 7519).
-#[derive(Deserialize)]
-struct Incoming {
-    user_id: String,
-    #[serde(default)]
-    iat: Option<f64>,
-    #[serde(default)]
-    exp: Option<f64>,
-    #[serde(default)]
-    nbf: Option<f64>,
-}
-
 impl UserTokens {
     pub fn new(secret: &[u8]) -> Result<Self, String> {
         if secret.len() < MIN_SECRET_BYTES {
@@ -95,7 +187,13 @@ impl UserTokens {
             encoding,
             decoding,
             validation,
+            leeway: DEFAULT_LEEWAY,
         })
+    }
+
+    /// The same signer, judging time claims with `leeway` (see `TimeClaims::check`).
+    pub fn with_leeway(self, leeway: Duration) -> Self {
+        UserTokens { leeway, ..self }
     }
 
     /// A token for `user_id` issued at `now`, valid for `lifetime` (forever when `None`).
@@ -142,7 +240,8 @@ impl UserTokens {
         })
     }
 
-    /// Checks the signature (HS256 with this secret only), `exp` and `nbf` at `now`.
+    /// Checks the signature (HS256 with this secret only), then `exp`, `nbf` and `iat` at `now`
+    /// with this signer's leeway. Every refusal is in roster's words.
     pub fn verify(&self, token: &str, now: Micros) -> Result<Claims, Error> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(Error::invalid(
@@ -150,39 +249,35 @@ impl UserTokens {
                 format!("must be at most {MAX_TOKEN_BYTES} bytes"),
             ));
         }
-        let invalid = |why: String| Error::TokenRejected(TokenRejection::Invalid(why));
-        let data = jsonwebtoken::decode::<Incoming>(token, &self.decoding, &self.validation)
-            .map_err(|e| invalid(e.to_string()))?;
+        let invalid = |why: &str| Error::TokenRejected(TokenRejection::Invalid(why.to_owned()));
+        let data =
+            jsonwebtoken::decode::<Map<String, Value>>(token, &self.decoding, &self.validation)
+                .map_err(|e| invalid(describe_decode_error(e.kind())))?;
         let claims = data.claims;
-        if let Some(problem) = id_problem(&claims.user_id) {
-            return Err(invalid(format!("user_id {problem}")));
-        }
-        let instant = |name: &str, seconds: Option<f64>| -> Result<Option<Micros>, Error> {
-            seconds
-                .map(|s| {
-                    let micros = (s * 1e6).round();
-                    if micros.is_finite() && micros.abs() < 9.0e18 {
-                        Ok(micros as i64)
-                    } else {
-                        Err(invalid(format!("{name} is out of range")))
-                    }
-                })
-                .transpose()
+        let Some(Value::String(user_id)) = claims.get("user_id") else {
+            return Err(invalid("the claims have no `user_id` string"));
         };
-        let issued_at = instant("iat", claims.iat)?;
-        let expires_at = instant("exp", claims.exp)?;
-        if instant("nbf", claims.nbf)?.is_some_and(|nbf| now < nbf) {
-            return Err(invalid("not valid yet (nbf)".into()));
+        if id_problem(user_id).is_some() {
+            return Err(invalid("`user_id` is not a valid user id"));
         }
-        if expires_at.is_some_and(|exp| now >= exp) {
-            return Err(Error::TokenRejected(TokenRejection::Expired(
-                claims.user_id,
-            )));
+        let user_id = user_id.clone();
+        let times = TimeClaims::read(&claims).map_err(|p| invalid(p.describe()))?;
+        match times.check(now, self.leeway) {
+            Ok(()) => {}
+            Err(TimeProblem::Expired) => {
+                return Err(Error::TokenRejected(TokenRejection::Expired(user_id)));
+            }
+            Err(problem @ (TimeProblem::NotYetValid | TimeProblem::IssuedInTheFuture)) => {
+                return Err(Error::TokenRejected(TokenRejection::NotYetValid(
+                    problem.describe(),
+                )));
+            }
+            Err(problem @ TimeProblem::Malformed(_)) => return Err(invalid(problem.describe())),
         }
         Ok(Claims {
-            user_id: claims.user_id,
-            issued_at,
-            expires_at,
+            user_id,
+            issued_at: times.issued_at,
+            expires_at: times.expires_at,
         })
     }
 }
@@ -257,8 +352,14 @@ mod tests {
         let claims = t.verify(&issued.token, NOW).unwrap();
         assert_eq!(claims.user_id, "u1");
         assert_eq!(claims.issued_at, Some(issued.issued_at));
+        let leeway = 5_000_000;
+        assert!(t.verify(&issued.token, 1_767_323_105_000_000).is_ok());
+        assert!(
+            t.verify(&issued.token, 1_767_323_105_000_000 + leeway - 1)
+                .is_ok()
+        );
         assert_eq!(
-            rejection(t.verify(&issued.token, 1_767_323_105_000_000)),
+            rejection(t.verify(&issued.token, 1_767_323_105_000_000 + leeway)),
             TokenRejection::Expired("u1".into())
         );
         let forever = t.issue("u1", NOW, None, None).unwrap();
@@ -283,6 +384,61 @@ mod tests {
             ours.verify(&"a".repeat(MAX_TOKEN_BYTES + 1), NOW),
             Err(Error::InvalidArgument(_))
         ));
+    }
+
+    fn times(claims: serde_json::Value) -> Result<TimeClaims, TimeProblem> {
+        TimeClaims::read(claims.as_object().unwrap())
+    }
+
+    #[test]
+    fn time_claims_must_be_numeric_dates() {
+        let read = times(serde_json::json!({"iat": 1.5, "exp": 2, "nbf": -3})).unwrap();
+        assert_eq!(read.issued_at, Some(1_500_000));
+        assert_eq!(read.expires_at, Some(2_000_000));
+        assert_eq!(read.not_before, Some(-3_000_000));
+        assert_eq!(times(serde_json::json!({})), Ok(TimeClaims::default()));
+        for (claim, name) in [("nbf", "nbf"), ("iat", "iat"), ("exp", "exp")] {
+            for bad in [
+                serde_json::json!("x"),
+                serde_json::json!(null),
+                serde_json::json!(true),
+                serde_json::json!([1]),
+                serde_json::json!(1e300),
+            ] {
+                let claims = serde_json::json!({ claim: bad });
+                assert_eq!(times(claims), Err(TimeProblem::Malformed(name)), "{claim}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_time_limit_is_widened_by_the_leeway_and_no_more() {
+        let leeway = Duration::from_secs(5);
+        let l = 5_000_000;
+        let at = |exp, nbf, iat| TimeClaims {
+            expires_at: exp,
+            not_before: nbf,
+            issued_at: iat,
+        };
+        assert_eq!(at(Some(NOW - l + 1), None, None).check(NOW, leeway), Ok(()));
+        assert_eq!(
+            at(Some(NOW - l), None, None).check(NOW, leeway),
+            Err(TimeProblem::Expired)
+        );
+        assert_eq!(at(None, Some(NOW + l), None).check(NOW, leeway), Ok(()));
+        assert_eq!(
+            at(None, Some(NOW + l + 1), None).check(NOW, leeway),
+            Err(TimeProblem::NotYetValid)
+        );
+        assert_eq!(at(None, None, Some(NOW + l)).check(NOW, leeway), Ok(()));
+        assert_eq!(
+            at(None, None, Some(NOW + l + 1)).check(NOW, leeway),
+            Err(TimeProblem::IssuedInTheFuture)
+        );
+        assert_eq!(
+            at(Some(NOW), None, None).check(NOW, Duration::ZERO),
+            Err(TimeProblem::Expired)
+        );
     }
 
     #[test]

@@ -293,6 +293,39 @@ impl UserFields {
     }
 }
 
+/// Custom keys may not contain `.`, at any depth: filters, sort keys and partial updates read a
+/// dot as a step into a nested object, so a dotted key could never be filtered, sorted or unset.
+/// `at` names where `value` sits (`users[u1].custom`); the violation names the first such key's
+/// place under it. Only what a request writes is checked: keys stored before this rule stay
+/// readable and can be removed by replacing or unsetting what holds them.
+pub fn dotted_key_violation(value: &Value, at: &str) -> Option<crate::error::FieldViolation> {
+    let (place, key) = first_dotted_key(value, at.to_owned())?;
+    Some(crate::error::FieldViolation::new(
+        place,
+        format!(
+            "key {key:?} contains `.`; custom keys may not, at any depth (a dot separates \
+             the steps of a key path)"
+        ),
+    ))
+}
+
+fn first_dotted_key(value: &Value, at: String) -> Option<(String, String)> {
+    match value {
+        Value::Object(map) => map.iter().find_map(|(k, v)| {
+            if k.contains('.') {
+                Some((at.clone(), k.clone()))
+            } else {
+                first_dotted_key(v, format!("{at}.{k}"))
+            }
+        }),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| first_dotted_key(v, format!("{at}[{i}]"))),
+        _ => None,
+    }
+}
+
 fn json_len(value: &Value) -> usize {
     serde_json::to_vec(value).map_or(usize::MAX, |v| v.len())
 }
@@ -368,6 +401,21 @@ mod tests {
         u.teams_role.insert("blue".into(), "admin".into());
         let v = u.violations("users[u1]");
         assert_eq!(v[0].field, "users[u1].teams_role[blue]");
+    }
+
+    #[test]
+    fn dotted_custom_keys_are_named_by_their_place() {
+        let at = "users[u1].custom";
+        assert_eq!(
+            dotted_key_violation(&json!({"a": {"b": [1, {"c": 2}]}}), at),
+            None
+        );
+        let top = dotted_key_violation(&json!({"ok": 1, "a.b": 1}), at).unwrap();
+        assert_eq!(top.field, "users[u1].custom");
+        assert!(top.description.contains("\"a.b\""), "{}", top.description);
+        let deep = dotted_key_violation(&json!({"x": {"list": [0, {"y.z": 1}]}}), at).unwrap();
+        assert_eq!(deep.field, "users[u1].custom.x.list[1]");
+        assert!(deep.description.contains("\"y.z\""), "{}", deep.description);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! authentication, load shedding, and the RPC metrics. Health and reflection need no token.
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use opentelemetry::propagation::Extractor;
@@ -14,22 +14,18 @@ use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::CallerIdentity;
+use crate::domain::time::Clock;
+use crate::domain::token::{TimeClaims, TimeProblem};
 use crate::telemetry::metrics::{RPC_DURATION, RPC_REQUESTS, RPC_SHED};
-
-/// Claims roster reads from a caller's token. Any other claim is ignored.
-#[derive(Debug, serde::Deserialize)]
-struct Claims {
-    #[serde(default)]
-    service: Option<String>,
-    #[serde(default)]
-    sub: Option<String>,
-}
 
 struct GateState {
     /// One key per configured API secret (several, for rotation). Empty: no authentication.
     keys: Vec<DecodingKey>,
     validation: Validation,
     permits: Arc<Semaphore>,
+    /// `exp`, `nbf` and `iat` are judged by roster's clock, as for user tokens.
+    clock: Clock,
+    leeway: Duration,
 }
 
 #[derive(Clone)]
@@ -38,12 +34,20 @@ pub struct GateLayer {
 }
 
 impl GateLayer {
-    pub fn new(api_secrets: &[String], max_concurrent: usize) -> anyhow::Result<Self> {
+    pub fn new(
+        api_secrets: &[String],
+        max_concurrent: usize,
+        clock: Clock,
+        leeway: Duration,
+    ) -> anyhow::Result<Self> {
         let mut validation = Validation::new(Algorithm::HS256);
-        // Server tokens may be long-lived: `exp` is checked when present, not required.
+        // Server tokens may be long-lived: `exp` is checked when present, not required. The
+        // library only checks the signature; the time claims are judged in `authenticate` by
+        // the rules user tokens follow (`TimeClaims`).
         validation.required_spec_claims.clear();
         validation.validate_aud = false;
-        validation.leeway = 30;
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
         let keys = api_secrets
             .iter()
             .map(|s| DecodingKey::from_secret(s.as_bytes()))
@@ -54,6 +58,8 @@ impl GateLayer {
                 keys,
                 validation,
                 permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
+                clock,
+                leeway,
             }),
         })
     }
@@ -91,13 +97,32 @@ impl GateState {
         let claims = self
             .keys
             .iter()
-            .find_map(|key| jsonwebtoken::decode::<Claims>(token, key, &self.validation).ok())
-            .ok_or_else(|| Status::unauthenticated("invalid or expired token"))?;
-        let claims = claims.claims;
-        Ok(Some(
+            .find_map(|key| {
+                jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(
+                    token,
+                    key,
+                    &self.validation,
+                )
+                .ok()
+            })
+            .ok_or_else(|| Status::unauthenticated("invalid token"))?
+            .claims;
+        // Past the signature the caller is known, so the refusal may say what to fix.
+        TimeClaims::read(&claims)
+            .and_then(|times| times.check(self.clock.now(), self.leeway))
+            .map_err(|problem| match problem {
+                TimeProblem::Malformed(_) => Status::unauthenticated("invalid token"),
+                _ => Status::unauthenticated(problem.describe()),
+            })?;
+        let name = |claim: &str| {
             claims
-                .service
-                .or(claims.sub)
+                .get(claim)
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+        };
+        Ok(Some(
+            name("service")
+                .or_else(|| name("sub"))
                 .unwrap_or_else(|| "authenticated".into()),
         ))
     }

@@ -94,6 +94,9 @@ impl From<Error> for Status {
             Error::UserTokensDisabled => bare(Code::FailedPrecondition, "USER_TOKENS_DISABLED"),
             Error::TokenRejected(rejection) => match rejection {
                 TokenRejection::Invalid(_) => bare(Code::Unauthenticated, "TOKEN_INVALID"),
+                TokenRejection::NotYetValid(_) => {
+                    bare(Code::Unauthenticated, "TOKEN_NOT_YET_VALID")
+                }
                 TokenRejection::Expired(id) => {
                     info(Code::Unauthenticated, "TOKEN_EXPIRED", "user_id", id)
                 }

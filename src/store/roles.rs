@@ -138,15 +138,17 @@ impl Store {
         if role.builtin {
             return Err(Error::RoleBuiltin(name.to_owned()));
         }
-        // A role is in use while a non-deleted user holds it, globally or in a team.
+        // A role is in use while a user that is or may again be visible holds it, globally or in
+        // a team: soft-deleted users count (RestoreUsers brings them back as they were, and a
+        // user's role always names an existing role); pruned and hard-deleted ones do not.
         let backend = self.backend();
         let sql = match backend {
             DatabaseBackend::Postgres => {
-                "SELECT 1 FROM users WHERE deleted_at IS NULL AND (role = $1 OR EXISTS \
+                "SELECT 1 FROM users WHERE pruned_at IS NULL AND (role = $1 OR EXISTS \
                  (SELECT 1 FROM jsonb_each_text(teams_role) AS t WHERE t.value = $1)) LIMIT 1"
             }
             _ => {
-                "SELECT 1 FROM users WHERE deleted_at IS NULL AND (role = ?1 OR EXISTS \
+                "SELECT 1 FROM users WHERE pruned_at IS NULL AND (role = ?1 OR EXISTS \
                  (SELECT 1 FROM json_each(users.teams_role) AS t WHERE t.value = ?1)) LIMIT 1"
             }
         };

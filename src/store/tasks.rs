@@ -72,7 +72,8 @@ pub struct TaskQueue {
 
 impl Store {
     /// Applies the users' immediate state change and enqueues the task, in one transaction.
-    /// A `request_id` seen before returns that task's id and changes nothing.
+    /// A `request_id` seen before returns that task's id and changes nothing. A deactivation or
+    /// reactivation that changes no user enqueues nothing and returns an empty task id.
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"), fields(kind = new.kind.as_str(), count = new.user_ids.len()))]
     pub async fn enqueue_lifecycle(&self, new: NewTask) -> Result<(String, Vec<User>)> {
         let tx = self.write().await?;
@@ -133,6 +134,10 @@ impl Store {
                 .await?;
         }
         super::users::attach_owned(&tx.txn, &mut users, &owns).await?;
+        if changed_users.is_empty() && new.kind.no_task_without_change() {
+            // Nothing was written; the transaction ends without a task.
+            return Ok((String::new(), users));
+        }
         let events = changed_users
             .into_iter()
             .map(|i| NewEvent::user(new.kind.feed_event(), &users[i]))

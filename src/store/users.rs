@@ -14,7 +14,7 @@ use super::values_list::push_row;
 use crate::domain::event::{Actor, EventKind};
 use crate::domain::partial::{PartialUpdate, Settable};
 use crate::domain::query::{UserQuery, next_page_token};
-use crate::domain::user::{User, UserFields};
+use crate::domain::user::{User, UserFields, dotted_key_violation};
 use crate::error::{Error, FieldViolation, Result};
 
 /// Columns a replace or partial update writes; everything else on the row is roster's.
@@ -45,7 +45,14 @@ impl Store {
     pub async fn upsert_users(&self, batch: Vec<UserFields>, actor: &Actor) -> Result<Vec<User>> {
         let mut violations: Vec<FieldViolation> = batch
             .iter()
-            .flat_map(|f| f.violations(&format!("users[{}]", f.id)))
+            .flat_map(|f| {
+                let at = format!("users[{}]", f.id);
+                let dotted = dotted_key_violation(
+                    &serde_json::Value::Object(f.custom.clone()),
+                    &format!("{at}.custom"),
+                );
+                f.violations(&at).into_iter().chain(dotted)
+            })
             .collect();
         let tx = self.write().await?;
         let scopes = self
@@ -235,7 +242,7 @@ impl Store {
     /// One page of a query (deleted users never appear).
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn query_users(&self, query: &UserQuery) -> Result<UserPage> {
-        let statement = super::query_sql::select_users(query, self.backend())?;
+        let statement = super::query_sql::select_users(query, self.backend(), self.as_of_now())?;
         let mut rows = rows_of(self.conn(), statement).await?;
         let limit = usize::try_from(query.limit).unwrap_or(usize::MAX);
         let more = rows.len() > limit;
@@ -672,7 +679,11 @@ mod tests {
             assert!(by_id.starts_with(&columns), "{backend:?}: {by_id}");
             let query = crate::domain::query::parse_query(None, &[], 10, 0, "", false)
                 .expect("an empty query");
-            let listed = super::super::query_sql::select_users(&query, backend)
+            let as_of = crate::domain::presence::AsOf {
+                at: 0,
+                presence: crate::domain::presence::Presence::default(),
+            };
+            let listed = super::super::query_sql::select_users(&query, backend, as_of)
                 .expect("QueryUsers SQL")
                 .sql;
             assert!(listed.starts_with(&columns), "{backend:?}: {listed}");

@@ -862,7 +862,8 @@ fn id() -> impl Strategy<Value = (String, bool)> {
 }
 
 /// Custom data, with whether it is acceptable: at most 32 levels deep, finite numbers, no NUL,
-/// at most 5 KiB serialized (valid cases stay far below, invalid ones far above).
+/// no `.` in a key at any depth, at most 5 KiB serialized (valid cases stay far below, invalid
+/// ones far above).
 fn custom_data() -> impl Strategy<Value = (Value, bool)> {
     let clean_scalar = prop_oneof![
         Just(null()),
@@ -873,10 +874,11 @@ fn custom_data() -> impl Strategy<Value = (Value, bool)> {
     let clean = clean_scalar.prop_recursive(3, 16, 3, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..3).prop_map(list),
-            prop::collection::vec(("\\PC{0,8}", inner), 0..3).prop_map(obj),
+            prop::collection::vec(("[^.\\p{C}]{0,8}", inner), 0..3).prop_map(obj),
         ]
     });
-    let clean_object = prop::collection::vec(("\\PC{0,8}", clean), 0..4).prop_map(obj);
+    let clean_object =
+        prop::collection::vec(("[^.\\p{C}]{0,8}", clean.clone()), 0..4).prop_map(obj);
     prop_oneof![
         4 => clean_object.clone().prop_map(|v| (v, true)),
         2 => (0usize..=45).prop_map(|depth| (obj(vec![("deep".into(), nested(depth, n(1.0)))]), depth < 32)),
@@ -884,6 +886,9 @@ fn custom_data() -> impl Strategy<Value = (Value, bool)> {
             .prop_map(|x| (obj(vec![("x".into(), list(vec![n(1.0), n(x)]))]), false)),
         1 => (clean_text(), clean_text()).prop_map(|(a, b)| (obj(vec![("t".into(), s(format!("{a}\0{b}")))]), false)),
         1 => (clean_text(), clean_text()).prop_map(|(a, b)| (obj(vec![(format!("{a}\0{b}"), n(1.0))]), false)),
+        1 => ("[^.\\p{C}]{0,4}", "[^.\\p{C}]{0,4}", clean, 0usize..3).prop_map(|(a, b, value, depth)| {
+            (obj(vec![("in".into(), nested(depth, obj(vec![(format!("{a}.{b}"), value)])))]), false)
+        }),
         1 => (6000usize..9000).prop_map(|len| (obj(vec![("big".into(), s("z".repeat(len)))]), false)),
         1 => (0usize..3).prop_map(|_| (obj(vec![("huge".into(), list(vec![n(1e308), n(-1e308), n(5e-324), n(9_007_199_254_740_993.0), n(f64::MAX)]))]), true)),
     ]

@@ -765,3 +765,97 @@ async fn a_delete_request_with_every_option_is_accepted_and_completes() {
     assert_eq!(tasks.len(), 1);
     assert_eq!(tasks[0].task_id, task_id);
 }
+
+#[tokio::test]
+async fn deactivating_deactivated_or_reactivating_active_users_returns_no_task() {
+    let srv = TestServer::start().await;
+    let ch = srv.channel();
+    create_users(&ch, &strings(&["u1", "u2", "u3"])).await;
+    let first = srv
+        .users()
+        .deactivate_user(DeactivateUserRequest {
+            user_id: "u1".into(),
+            ..DeactivateUserRequest::default()
+        })
+        .await
+        .expect("DeactivateUser")
+        .into_inner();
+    wait_completed_ok(&ch, &first.task_id, &strings(&["u1"])).await;
+    let tasks = task_count(&srv).await;
+
+    let again = srv
+        .users()
+        .deactivate_user(DeactivateUserRequest {
+            user_id: "u1".into(),
+            mark_messages_deleted: true,
+            ..DeactivateUserRequest::default()
+        })
+        .await
+        .expect("DeactivateUser again")
+        .into_inner();
+    let many = srv
+        .users()
+        .deactivate_users(DeactivateUsersRequest {
+            user_ids: strings(&["u1"]),
+            request_id: Some("retry-1".into()),
+            ..DeactivateUsersRequest::default()
+        })
+        .await
+        .expect("DeactivateUsers of a deactivated user")
+        .into_inner();
+    let active = srv
+        .users()
+        .reactivate_user(ReactivateUserRequest {
+            user_id: "u2".into(),
+            ..ReactivateUserRequest::default()
+        })
+        .await
+        .expect("ReactivateUser of an active user")
+        .into_inner();
+    let active_many = srv
+        .users()
+        .reactivate_users(ReactivateUsersRequest {
+            user_ids: strings(&["u2", "u3"]),
+            ..ReactivateUsersRequest::default()
+        })
+        .await
+        .expect("ReactivateUsers of active users")
+        .into_inner();
+
+    assert_eq!(again.task_id, "", "no new task for a no-op DeactivateUser");
+    assert!(
+        again.user.expect("the user").deactivated_at.is_some(),
+        "the user is returned as it is"
+    );
+    assert_eq!(many.task_id, "", "no new task for a no-op DeactivateUsers");
+    assert_eq!(active.task_id, "", "no new task for a no-op ReactivateUser");
+    assert_eq!(
+        active_many.task_id, "",
+        "no task for a no-op ReactivateUsers"
+    );
+    assert_eq!(task_count(&srv).await, tasks, "no task was enqueued");
+
+    // One user that changes is enough for a task; so is a rename of an active user.
+    let mixed = srv
+        .users()
+        .deactivate_users(DeactivateUsersRequest {
+            user_ids: strings(&["u1", "u2"]),
+            ..DeactivateUsersRequest::default()
+        })
+        .await
+        .expect("DeactivateUsers with one active user")
+        .into_inner();
+    wait_completed_ok(&ch, &mixed.task_id, &strings(&["u1", "u2"])).await;
+    let renamed = srv
+        .users()
+        .reactivate_user(ReactivateUserRequest {
+            user_id: "u3".into(),
+            name: Some("Renamed".into()),
+            ..ReactivateUserRequest::default()
+        })
+        .await
+        .expect("ReactivateUser with a new name")
+        .into_inner();
+    wait_completed_ok(&ch, &renamed.task_id, &strings(&["u3"])).await;
+    assert_eq!(task_count(&srv).await, tasks + 2);
+}

@@ -12,7 +12,7 @@ use tonic_health::pb::health_check_response::ServingStatus;
 
 use crate::harness::{UserRequestExt, user};
 use crate::ops_support::{bearer, health_status, token, unix_now, with_authorization};
-use crate::task_support::{Roster, users_client};
+use crate::task_support::{Roster, now_micros, users_client};
 
 /// The two secrets in rotation.
 const CURRENT: [&str; 2] = ["current-secret-one", "current-secret-two"];
@@ -211,4 +211,107 @@ async fn the_callers_identity_is_the_actor_of_its_changes() {
     assert_eq!(a2.actor, "crm", "{a2:?}");
     assert_eq!(a2.caller.as_deref(), Some("crm"), "{a2:?}");
     assert_eq!(a2.created_by_id, None, "{a2:?}");
+}
+
+/// `micros` since the epoch as a NumericDate (seconds, with a fraction).
+fn seconds(micros: i64) -> serde_json::Value {
+    json!(micros as f64 / 1e6)
+}
+
+const HOUR: i64 = 3_600_000_000;
+
+/// Whether GetUser with `token` gets past caller authentication (u1 does not exist: NOT_FOUND).
+async fn admitted(channel: &tonic::transport::Channel, token: &str) -> Result<(), tonic::Status> {
+    match users_client(channel)
+        .get_user(bearer(get_request("u1"), token))
+        .await
+    {
+        Err(status) if status.code() == Code::NotFound => Ok(()),
+        Err(status) => Err(status),
+        Ok(response) => panic!("u1 was never created: {response:?}"),
+    }
+}
+
+#[tokio::test]
+async fn caller_tokens_with_a_future_or_malformed_time_claim_are_refused() {
+    let server = start_authenticated().await;
+    let channel = server.channel();
+    let now = now_micros();
+
+    for (what, claims) in [
+        (
+            "nbf a year ahead",
+            json!({"nbf": seconds(now + 8760 * HOUR)}),
+        ),
+        ("iat an hour ahead", json!({"iat": seconds(now + HOUR)})),
+        ("nbf not a number", json!({"nbf": "x"})),
+        ("iat not a number", json!({"iat": "x"})),
+        ("exp not a number", json!({"exp": "x"})),
+        ("exp null", json!({"exp": null})),
+    ] {
+        let mut claims = claims;
+        claims["service"] = json!("billing");
+        let refused = admitted(&channel, &token(CURRENT[0], &claims))
+            .await
+            .expect_err(what);
+        assert_eq!(refused.code(), Code::Unauthenticated, "{what}: {refused:?}");
+    }
+    let sound = json!({"service": "billing", "iat": seconds(now), "nbf": seconds(now), "exp": seconds(now + HOUR)});
+    admitted(&channel, &token(CURRENT[0], &sound))
+        .await
+        .expect("a token with sound time claims");
+}
+
+#[tokio::test]
+async fn caller_token_time_claims_get_the_token_leeway_at_its_edges() {
+    const LEEWAY: i64 = 5_000_000;
+    let server = start_authenticated().await;
+    let channel = server.channel();
+    let now = now_micros();
+    let signed =
+        |claim: &str, at: i64| token(CURRENT[1], &json!({"sub": "crm", claim: seconds(at)}));
+    // Time only moves on between signing and the call, so the edge that passing time cannot
+    // cross is exact; the other side has two seconds of slack.
+    for (claim, at) in [
+        ("exp", now - LEEWAY + 2_000_000),
+        ("nbf", now + LEEWAY),
+        ("iat", now + LEEWAY),
+    ] {
+        admitted(&channel, &signed(claim, at))
+            .await
+            .unwrap_or_else(|e| panic!("{claim} within the leeway: {e:?}"));
+    }
+    for (claim, at) in [
+        ("exp", now - LEEWAY),
+        ("nbf", now + LEEWAY + 2_000_000),
+        ("iat", now + LEEWAY + 2_000_000),
+    ] {
+        let refused = admitted(&channel, &signed(claim, at))
+            .await
+            .expect_err(claim);
+        assert_eq!(
+            refused.code(),
+            Code::Unauthenticated,
+            "{claim}: {refused:?}"
+        );
+    }
+
+    let strict = Roster::start(|config| {
+        config.api_secrets = CURRENT.iter().map(|s| (*s).to_owned()).collect();
+        config.token_leeway_seconds = 0;
+    })
+    .await;
+    let channel = strict.channel();
+    let now = now_micros();
+    let expired = admitted(&channel, &signed("exp", now))
+        .await
+        .expect_err("exp now");
+    assert_eq!(expired.code(), Code::Unauthenticated, "{expired:?}");
+    let early = admitted(&channel, &signed("nbf", now + 2_000_000))
+        .await
+        .expect_err("nbf ahead");
+    assert_eq!(early.code(), Code::Unauthenticated, "{early:?}");
+    admitted(&channel, &signed("exp", now + 2_000_000))
+        .await
+        .expect("unexpired with no leeway");
 }

@@ -363,3 +363,69 @@ async fn deleting_a_role_while_it_is_assigned_never_leaves_a_user_holding_a_miss
         }
     }
 }
+
+#[tokio::test]
+async fn a_role_held_by_a_soft_deleted_user_stays_until_the_user_is_pruned() {
+    let srv = TestServer::start().await;
+    create_role(&srv, "wizard").await.expect("CreateRole");
+    create_role(&srv, "captain").await.expect("CreateRole");
+    srv.upsert_ok([
+        user("r2").with_role("wizard"),
+        user("r3")
+            .with_teams(&["red"])
+            .with_team_role("red", "captain"),
+    ])
+    .await;
+    let delete = |mode: &'static str, id: &'static str| {
+        let mut users = srv.users();
+        async move {
+            users
+                .delete_users(roster::pb::DeleteUsersRequest {
+                    user_ids: vec![id.to_owned()],
+                    user: mode.to_owned(),
+                    ..Default::default()
+                })
+                .await
+                .expect("DeleteUsers")
+                .into_inner()
+                .task_id
+        }
+    };
+    let soft = delete("soft", "r2").await;
+    srv.wait_for_task(&soft).await;
+    let soft = delete("soft", "r3").await;
+    srv.wait_for_task(&soft).await;
+
+    for role in ["wizard", "captain"] {
+        let status = expect_err(delete_role(&srv, role).await);
+        assert_reason(&status, Code::FailedPrecondition, "ROLE_IN_USE");
+    }
+    assert!(role_names(&srv).await.contains(&"wizard".to_owned()));
+    let restored = srv
+        .users()
+        .restore_users(roster::pb::RestoreUsersRequest {
+            user_ids: vec!["r2".to_owned()],
+            ..Default::default()
+        })
+        .await
+        .expect("RestoreUsers")
+        .into_inner()
+        .task_id;
+    srv.wait_for_task(&restored).await;
+    let r2 = srv.get_ok("r2").await;
+    assert_eq!(r2.role, "wizard");
+    assert!(role_names(&srv).await.contains(&r2.role), "its role exists");
+    srv.update_partial_ok(partial("r2", json!({"name": "Back"}), &[]))
+        .await;
+
+    // Once no user can come back with it, the role may go.
+    let pruned = delete("pruning", "r3").await;
+    srv.wait_for_task(&pruned).await;
+    delete_role(&srv, "captain")
+        .await
+        .expect("DeleteRole of a role only a pruned user held");
+    srv.upsert_ok([user("r2")]).await;
+    delete_role(&srv, "wizard")
+        .await
+        .expect("DeleteRole once r2 was reassigned");
+}

@@ -128,7 +128,8 @@ async fn an_expired_token_is_unauthenticated() {
         .token;
     verify(&srv, &token).await.expect("valid at first");
 
-    srv.clock().advance(Duration::from_secs(61));
+    // Refused once `exp` plus the leeway (`--token-leeway-seconds`, 5 by default) has passed.
+    srv.clock().advance(Duration::from_secs(60 + 5));
 
     let expired = expect_err(verify(&srv, &token).await);
     assert_reason(&expired, Code::Unauthenticated, "TOKEN_EXPIRED");
@@ -368,4 +369,192 @@ async fn without_a_secret_tokens_are_a_failed_precondition_and_revocation_still_
     revoke(&srv, &["u1"])
         .await
         .expect("RevokeUserTokens needs no secret");
+}
+
+/// A user token over `claims`, signed with `SECRET` (any claim types, as another issuer may).
+fn signed(claims: &serde_json::Value) -> String {
+    let key = jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()).expect("key");
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        claims,
+        &key,
+    )
+    .expect("sign")
+}
+
+/// `micros` since the epoch as a NumericDate (seconds, with a fraction).
+fn seconds(micros: i64) -> serde_json::Value {
+    json!(micros as f64 / 1e6)
+}
+
+const HOUR: i64 = 3_600_000_000;
+/// The default `--token-leeway-seconds`, in micros.
+const LEEWAY: i64 = 5_000_000;
+
+#[tokio::test]
+async fn user_tokens_with_a_future_or_malformed_time_claim_are_refused() {
+    let srv = server_with_secret(SECRET).await;
+    srv.upsert_ok([user("u1")]).await;
+    let now = srv.clock().now();
+
+    for (what, claims, reason) in [
+        (
+            "nbf a year ahead",
+            json!({"nbf": seconds(now + 8760 * HOUR)}),
+            "TOKEN_NOT_YET_VALID",
+        ),
+        (
+            "iat an hour ahead",
+            json!({"iat": seconds(now + HOUR)}),
+            "TOKEN_NOT_YET_VALID",
+        ),
+        ("nbf not a number", json!({"nbf": "x"}), "TOKEN_INVALID"),
+        ("iat not a number", json!({"iat": "x"}), "TOKEN_INVALID"),
+        ("exp not a number", json!({"exp": "x"}), "TOKEN_INVALID"),
+        ("exp null", json!({"exp": null}), "TOKEN_INVALID"),
+        ("nbf a boolean", json!({"nbf": true}), "TOKEN_INVALID"),
+    ] {
+        let mut claims = claims;
+        claims["user_id"] = json!("u1");
+        let refused = expect_err(verify(&srv, &signed(&claims)).await);
+        assert_eq!(refused.code(), Code::Unauthenticated, "{what}: {refused:?}");
+        assert_reason(&refused, Code::Unauthenticated, reason);
+    }
+    let fine = json!({"user_id": "u1", "iat": seconds(now), "nbf": seconds(now), "exp": seconds(now + HOUR)});
+    verify(&srv, &signed(&fine))
+        .await
+        .expect("a token with sound time claims");
+}
+
+#[tokio::test]
+async fn a_user_token_issued_in_the_future_does_not_survive_revoke_user_tokens() {
+    let srv = server_with_secret(SECRET).await;
+    srv.upsert_ok([user("u1")]).await;
+    let ahead = signed(&json!({"user_id": "u1", "iat": seconds(srv.clock().now() + HOUR)}));
+
+    revoke(&srv, &["u1"]).await.expect("RevokeUserTokens");
+
+    let refused = expect_err(verify(&srv, &ahead).await);
+    assert_reason(&refused, Code::Unauthenticated, "TOKEN_NOT_YET_VALID");
+    let fresh = token_ok(&srv, "u1").await;
+    verify(&srv, &fresh)
+        .await
+        .expect("a token issued now is good");
+}
+
+#[tokio::test]
+async fn user_token_time_claims_get_the_leeway_at_its_edges() {
+    let srv = server_with_secret(SECRET).await;
+    srv.upsert_ok([user("u1")]).await;
+    let now = srv.clock().now();
+    let token = |claim: &str, at: i64| signed(&json!({"user_id": "u1", claim: seconds(at)}));
+    // Time only moves on between signing and verifying, so the edge of each limit that the
+    // passing time cannot cross is exact; the other side has two seconds of slack.
+    let within = [
+        ("exp", now - LEEWAY + 2_000_000),
+        ("nbf", now + LEEWAY),
+        ("iat", now + LEEWAY),
+    ];
+    let beyond = [
+        ("exp", now - LEEWAY, "TOKEN_EXPIRED"),
+        ("nbf", now + LEEWAY + 2_000_000, "TOKEN_NOT_YET_VALID"),
+        ("iat", now + LEEWAY + 2_000_000, "TOKEN_NOT_YET_VALID"),
+    ];
+
+    for (claim, at) in within {
+        verify(&srv, &token(claim, at))
+            .await
+            .unwrap_or_else(|e| panic!("{claim} within the leeway: {e:?}"));
+    }
+    for (claim, at, reason) in beyond {
+        let refused = expect_err(verify(&srv, &token(claim, at)).await);
+        assert_reason(&refused, Code::Unauthenticated, reason);
+    }
+
+    let strict = TestServer::start_with(|config| {
+        config.user_token_secret = Some(SECRET.parse().expect("a secret"));
+        config.token_leeway_seconds = 0;
+    })
+    .await;
+    strict.upsert_ok([user("u1")]).await;
+    let now = strict.clock().now();
+    let expired = expect_err(verify(&strict, &token("exp", now)).await);
+    assert_reason(&expired, Code::Unauthenticated, "TOKEN_EXPIRED");
+    let early = expect_err(verify(&strict, &token("iat", now + 2_000_000)).await);
+    assert_reason(&early, Code::Unauthenticated, "TOKEN_NOT_YET_VALID");
+    verify(&strict, &token("exp", now + 2_000_000))
+        .await
+        .expect("unexpired with no leeway");
+}
+
+#[tokio::test]
+async fn verify_user_token_refusals_name_no_library_internals() {
+    let srv = server_with_secret(SECRET).await;
+    srv.upsert_ok([user("u1")]).await;
+    let b64 = |text: &str| {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
+    };
+    let claims = b64(r#"{"user_id":"u1"}"#);
+    let good = token_ok(&srv, "u1").await;
+    let (good_head, good_signature) = good.split_once('.').expect("a JWT");
+    let foreign = {
+        let key = jsonwebtoken::EncodingKey::from_secret(OTHER_SECRET.as_bytes()).expect("key");
+        let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+        jsonwebtoken::encode(&header, &json!({"user_id": "u1"}), &key).expect("sign")
+    };
+    let cases = [
+        (
+            "alg none",
+            format!("{}.{claims}.", b64(r#"{"alg":"none","typ":"JWT"}"#)),
+        ),
+        (
+            "alg unknown",
+            format!("{}.{claims}.x", b64(r#"{"alg":"XX999"}"#)),
+        ),
+        (
+            "header not JSON",
+            format!("{}.{claims}.x", b64("{not json")),
+        ),
+        ("header not base64", format!("!!!.{claims}.x")),
+        ("two parts", format!("{good_head}.{claims}")),
+        (
+            "claims not base64",
+            format!("{good_head}.***.{good_signature}"),
+        ),
+        ("signed by another secret", foreign),
+        ("user_id a number", signed(&json!({"user_id": 7}))),
+        ("user_id missing", signed(&json!({"sub": "u1"}))),
+        (
+            "nbf a string",
+            signed(&json!({"user_id": "u1", "nbf": "x"})),
+        ),
+        (
+            "exp an object",
+            signed(&json!({"user_id": "u1", "exp": {"at": 1}})),
+        ),
+    ];
+
+    for (what, token) in cases {
+        let refused = expect_err(verify(&srv, &token).await);
+        assert_reason(&refused, Code::Unauthenticated, "TOKEN_INVALID");
+        let message = refused.message();
+        for internal in [
+            "JSON", "json", "line ", "column", "variant", "expected", "::", "Error", "Base64",
+            "base64 ", "Utf8",
+        ] {
+            assert!(
+                !message.contains(internal),
+                "{what}: {message:?} mentions {internal:?}"
+            );
+        }
+        assert!(
+            !message.split(|c: char| !c.is_alphanumeric()).any(|word| {
+                word.chars().next().is_some_and(char::is_uppercase)
+                    && word.chars().skip(1).any(char::is_uppercase)
+                    && word.chars().any(char::is_lowercase)
+            }),
+            "{what}: {message:?} names a type"
+        );
+    }
 }

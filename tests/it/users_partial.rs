@@ -397,3 +397,68 @@ async fn timestamps_are_set_from_rfc_3339_strings() {
         Some(new_year_2030)
     );
 }
+
+/// The one field violation of an INVALID_ARGUMENT: its field path and description.
+fn only_violation(status: &tonic::Status) -> (String, String) {
+    use tonic_types::StatusExt;
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    let bad = status.get_details_bad_request().expect("BadRequest");
+    assert_eq!(bad.field_violations.len(), 1, "{bad:?}");
+    let v = &bad.field_violations[0];
+    (v.field.clone(), v.description.clone())
+}
+
+#[tokio::test]
+async fn custom_keys_with_a_dot_are_refused_at_any_depth() {
+    let srv = TestServer::start().await;
+    srv.upsert_ok([user("u1").with_custom(json!({"keep": 1}))])
+        .await;
+
+    let replaced = [
+        (json!({"a.b": 1}), "users[u1].custom", "\"a.b\""),
+        (json!({"x": {"y.z": true}}), "users[u1].custom.x", "\"y.z\""),
+        (
+            json!({"x": [0, {"v.w": "s"}]}),
+            "users[u1].custom.x[1]",
+            "\"v.w\"",
+        ),
+    ];
+    for (custom, field, key) in replaced {
+        let status = expect_err(srv.upsert([user("u1").with_custom(custom)]).await);
+        let (at, why) = only_violation(&status);
+        assert_eq!(at, field);
+        assert!(why.contains(key), "{why}");
+    }
+    let created = expect_err(
+        srv.upsert([user("u2").with_custom(json!({"p.q": 1}))])
+            .await,
+    );
+    assert_eq!(only_violation(&created).0, "users[u2].custom");
+    let partial_sets = [
+        (json!({"custom": {"a.b": 1}}), "users[0].set.custom"),
+        (json!({"obj": {"k.v": 1}}), "users[0].set.obj"),
+        (
+            json!({"custom.obj": {"in": {"k.v": 1}}}),
+            "users[0].set.custom.obj.in",
+        ),
+    ];
+    for (set, field) in partial_sets {
+        let status = expect_err(srv.update_partial([partial("u1", set, &[])]).await);
+        assert_eq!(only_violation(&status).0, field);
+    }
+
+    assert_eq!(
+        custom_of(&srv.get_ok("u1").await),
+        json!({"keep": 1}),
+        "nothing changed"
+    );
+    let missing = expect_err(srv.get("u2").await);
+    assert_eq!(missing.code(), Code::NotFound);
+    // Nested keys without dots stay what dotted paths reach.
+    srv.update_partial_ok(partial("u1", json!({"a": {"b": 1}}), &[]))
+        .await;
+    assert_eq!(
+        srv.find(json!({"a.b": 1})).await.expect("QueryUsers"),
+        ["u1"]
+    );
+}

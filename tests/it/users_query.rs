@@ -891,3 +891,213 @@ async fn hostile_filters_are_rejected_or_match_nothing_and_change_nothing() {
         Some("Alice Smith")
     );
 }
+
+/// `QueryUsers` sorted by `fields` (ascending), or its refusal.
+async fn query_sorted_by(srv: &TestServer, fields: &[&str]) -> Result<Vec<String>, tonic::Status> {
+    let response = srv
+        .query(QueryUsersRequest {
+            sort: fields
+                .iter()
+                .map(|f| SortField {
+                    field: (*f).to_owned(),
+                    direction: 1,
+                })
+                .collect(),
+            limit: 100,
+            ..QueryUsersRequest::default()
+        })
+        .await?;
+    Ok(ids(&response.users))
+}
+
+#[tokio::test]
+async fn banned_shadow_banned_and_online_filter_as_the_read_shows_them() {
+    let srv = crate::tokens::server_with_secret(crate::tokens::SECRET).await;
+    let decoy = json!({"banned": true, "shadow_banned": true, "online": true});
+    srv.upsert_ok([
+        user("forever"),
+        user("brief"),
+        user("shadow"),
+        user("active"),
+        user("hidden"),
+        user("decoy").with_custom(decoy),
+    ])
+    .await;
+    srv.update_partial_ok(partial("hidden", json!({"invisible": true}), &[]))
+        .await;
+    for (id, minutes, shadow) in [
+        ("forever", 0, false),
+        ("brief", 5, false),
+        ("shadow", 0, true),
+    ] {
+        srv.moderation()
+            .ban_user(roster::pb::BanUserRequest {
+                target_user_id: id.to_owned(),
+                timeout: minutes,
+                shadow,
+                ..Default::default()
+            })
+            .await
+            .expect("BanUser");
+    }
+    for id in ["active", "hidden"] {
+        let token = crate::tokens::token_ok(&srv, id).await;
+        crate::tokens::verify(&srv, &token)
+            .await
+            .expect("VerifyUserToken");
+    }
+    let find = |filter: Json| {
+        let srv = &srv;
+        async move {
+            sorted(
+                srv.find(filter.clone())
+                    .await
+                    .unwrap_or_else(|e| panic!("{filter}: {e:?}")),
+            )
+        }
+    };
+
+    assert_eq!(find(json!({"banned": true})).await, ["brief", "forever"]);
+    assert_eq!(
+        find(json!({"banned": false})).await,
+        ["active", "decoy", "hidden", "shadow"]
+    );
+    assert_eq!(find(json!({"shadow_banned": true})).await, ["shadow"]);
+    assert_eq!(
+        find(json!({"online": true})).await,
+        ["active"],
+        "invisible is never online"
+    );
+    assert_eq!(
+        find(json!({"online": {"$ne": true}, "banned": {"$in": [false]}})).await,
+        ["decoy", "hidden", "shadow"]
+    );
+    assert_eq!(
+        find(json!({"$or": [{"banned": true}, {"shadow_banned": true}]})).await,
+        ["brief", "forever", "shadow"]
+    );
+    assert_eq!(find(json!({"custom.banned": true})).await, ["decoy"]);
+    assert_eq!(find(json!({"custom.online": true})).await, ["decoy"]);
+
+    // Five minutes on, the brief ban has expired and presence (60 s window) has faded.
+    srv.clock().advance(std::time::Duration::from_secs(5 * 60));
+    assert_eq!(find(json!({"banned": true})).await, ["forever"]);
+    assert_eq!(find(json!({"online": true})).await, Vec::<String>::new());
+    assert_eq!(find(json!({"online": false})).await.len(), 6);
+    let brief = srv.get_ok("brief").await;
+    assert!(!brief.banned && !brief.online, "the read agrees: {brief:?}");
+}
+
+#[tokio::test]
+async fn built_in_names_that_cannot_be_queried_are_refused_never_read_as_custom_keys() {
+    let srv = TestServer::start().await;
+    let custom = json!({"devices": 2, "ban_expires": "x", "blocked_user_ids": 1, "banned": true});
+    srv.upsert_ok([user("u1").with_custom(custom)]).await;
+
+    for (filter, field) in [
+        (json!({"devices": 2}), "filter.devices"),
+        (
+            json!({"ban_expires": {"$exists": true}}),
+            "filter.ban_expires",
+        ),
+        (json!({"blocked_user_ids": 1}), "filter.blocked_user_ids"),
+        (json!({"deleted_at": null}), "filter.deleted_at"),
+        (json!({"devices.count": 1}), "filter.devices.count"),
+        (json!({"banned": 1}), "filter.banned"),
+        (json!({"online": {"$gt": false}}), "filter.online.$gt"),
+    ] {
+        let status = expect_err(srv.find(filter.clone()).await);
+        assert_invalid(&status, field);
+    }
+    for field in [
+        "devices",
+        "ban_expires",
+        "blocked_user_ids",
+        "banned",
+        "shadow_banned",
+        "online",
+    ] {
+        let status = expect_err(query_sorted_by(&srv, &[field]).await);
+        assert_invalid(&status, "sort[0].field");
+    }
+
+    assert_eq!(
+        srv.find(json!({"custom.devices": 2, "custom.banned": true}))
+            .await
+            .expect("custom keys of those names"),
+        ["u1"]
+    );
+    assert_eq!(
+        query_sorted_by(&srv, &["custom.devices", "custom.online"])
+            .await
+            .expect("sorting on custom keys of those names"),
+        ["u1"]
+    );
+}
+
+#[tokio::test]
+async fn custom_values_of_mixed_types_sort_in_one_documented_order() {
+    let srv = TestServer::start().await;
+    // Ids run against the expected order, so only the values can put them in it.
+    let values = [
+        ("x13", None),
+        ("x12", Some(json!(null))),
+        ("x11", Some(json!("B"))),
+        ("x10", Some(json!("a"))),
+        ("x09", Some(json!("é"))),
+        ("x08", Some(json!(-1))),
+        ("x07", Some(json!(1))),
+        ("x06", Some(json!(2.5))),
+        ("x05", Some(json!(false))),
+        ("x04", Some(json!(true))),
+        ("x03", Some(json!([1]))),
+        ("x02", Some(json!([]))),
+        ("x01", Some(json!({"a": 1}))),
+        ("x00", Some(json!({}))),
+    ];
+    srv.upsert_ok(values.iter().map(|(id, v)| match v {
+        Some(v) => user(id).with_custom(json!({ "v": v })),
+        None => user(id),
+    }))
+    .await;
+    // Missing and null first (ties by id descending), strings by their bytes, numbers, false,
+    // true, then arrays and then objects, each of those two kinds equal among themselves.
+    let ascending = [
+        "x13", "x12", "x11", "x10", "x09", "x08", "x07", "x06", "x05", "x04", "x03", "x02", "x01",
+        "x00",
+    ];
+    let descending = [
+        "x01", "x00", "x03", "x02", "x04", "x05", "x06", "x07", "x08", "x09", "x10", "x11", "x13",
+        "x12",
+    ];
+
+    assert_eq!(sorted_ids(&srv, json!({}), &[("v", 1)]).await, ascending);
+    assert_eq!(
+        sorted_ids(&srv, json!({}), &[("custom.v", -1)]).await,
+        descending
+    );
+    for (direction, expected) in [(1, &ascending), (-1, &descending)] {
+        let mut walked = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let page = srv
+                .query(QueryUsersRequest {
+                    sort: vec![SortField {
+                        field: "v".to_owned(),
+                        direction,
+                    }],
+                    limit: 3,
+                    page_token,
+                    ..QueryUsersRequest::default()
+                })
+                .await
+                .expect("QueryUsers page");
+            walked.extend(ids(&page.users));
+            if page.next_page_token.is_empty() || walked.len() > expected.len() {
+                break;
+            }
+            page_token = page.next_page_token;
+        }
+        assert_eq!(&walked, expected, "page by page, direction {direction}");
+    }
+}

@@ -361,7 +361,11 @@ impl Floor {
             false,
         )
         .map_err(|e| anyhow::anyhow!("parsing the query: {e}"))?;
-        let statement = roster::store::query_sql::select_users(&parsed, self.backend())
+        let as_of = roster::domain::presence::AsOf {
+            at: roster::domain::time::now_micros(),
+            presence: roster::domain::presence::Presence::default(),
+        };
+        let statement = roster::store::query_sql::select_users(&parsed, self.backend(), as_of)
             .map_err(|e| anyhow::anyhow!("building the query: {e}"))?;
         let sql: Arc<str> = statement.sql.into();
         let values: Arc<Vec<Value>> = Arc::new(statement.values.map(|v| v.0).unwrap_or_default());
