@@ -6,6 +6,7 @@ pub(crate) mod events;
 mod moderation;
 pub mod query_sql;
 mod reads;
+mod replace;
 mod roles;
 mod tasks;
 mod tokens;

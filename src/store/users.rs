@@ -3,13 +3,13 @@ use std::collections::{HashMap, HashSet};
 
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    sea_query::OnConflict,
 };
 
 use super::Store;
 use super::entities::user::{self, Column};
 use super::entities::{device, user_block};
 use super::events::{self, NewEvent};
+use super::replace;
 use super::values_list::push_row;
 use crate::domain::event::{Actor, EventKind};
 use crate::domain::partial::{PartialUpdate, Settable};
@@ -64,33 +64,63 @@ impl Store {
         if !violations.is_empty() {
             return Err(Error::InvalidArgument(violations));
         }
-        let mut existing = lock_user_rows(&tx.txn, batch.iter().map(|f| f.id.clone())).await?;
-        if let Some(deleted) = existing.values().find(|r| r.model.deleted_at.is_some()) {
-            return Err(Error::UserDeleted(deleted.model.id.clone()));
-        }
+        // Rows are written, and on PostgreSQL locked, in id order, so that concurrent batches
+        // cannot deadlock.
+        let mut batch = batch;
+        batch.sort_by(|a, b| a.id.cmp(&b.id));
         let now = self.now();
-        let mut kinds = Vec::with_capacity(batch.len());
-        let mut owns = Vec::with_capacity(batch.len());
-        let mut users: Vec<User> = batch
-            .into_iter()
-            .map(|fields| match existing.remove(&fields.id) {
-                Some(row) => {
-                    kinds.push(EventKind::UserUpdated);
-                    owns.push(row.owns);
-                    User {
-                        fields,
-                        updated_at: now,
-                        ..User::from(row.model)
-                    }
+        let (mut users, kinds, owns) = match self.backend() {
+            sea_orm::DatabaseBackend::Postgres => {
+                // One statement writes and says what it did; see `replace`.
+                let mut users: Vec<User> = batch.into_iter().map(|f| User::new(f, now)).collect();
+                let mut done = replace::write(&tx.txn, &users).await?;
+                let mut kinds = Vec::with_capacity(users.len());
+                let mut owns = Vec::with_capacity(users.len());
+                for user in &mut users {
+                    let Some(replaced) = done.remove(&user.fields.id) else {
+                        return Err(Error::UserDeleted(user.fields.id.clone()));
+                    };
+                    kinds.push(match replaced.created {
+                        true => EventKind::UserCreated,
+                        false => EventKind::UserUpdated,
+                    });
+                    replaced.server.apply(user);
+                    owns.push(replaced.owns);
                 }
-                None => {
-                    kinds.push(EventKind::UserCreated);
-                    owns.push(Owns::NOTHING);
-                    User::new(fields, now)
+                (users, kinds, owns)
+            }
+            _ => {
+                let mut existing =
+                    lock_user_rows(&tx.txn, batch.iter().map(|f| f.id.clone())).await?;
+                if let Some(deleted) = existing.values().find(|r| r.model.deleted_at.is_some()) {
+                    return Err(Error::UserDeleted(deleted.model.id.clone()));
                 }
-            })
-            .collect();
-        write_back(&tx.txn, &mut users, &owns).await?;
+                let mut kinds = Vec::with_capacity(batch.len());
+                let mut owns = Vec::with_capacity(batch.len());
+                let users: Vec<User> = batch
+                    .into_iter()
+                    .map(|fields| match existing.remove(&fields.id) {
+                        Some(row) => {
+                            kinds.push(EventKind::UserUpdated);
+                            owns.push(row.owns);
+                            User {
+                                fields,
+                                updated_at: now,
+                                ..User::from(row.model)
+                            }
+                        }
+                        None => {
+                            kinds.push(EventKind::UserCreated);
+                            owns.push(Owns::NOTHING);
+                            User::new(fields, now)
+                        }
+                    })
+                    .collect();
+                replace::write(&tx.txn, &users).await?;
+                (users, kinds, owns)
+            }
+        };
+        attach_owned(&tx.txn, &mut users, &owns).await?;
         let events = kinds
             .into_iter()
             .zip(&users)
@@ -303,6 +333,10 @@ pub(crate) struct Owns {
 }
 
 impl Owns {
+    pub const fn new(devices: bool, blocks: bool) -> Owns {
+        Owns { devices, blocks }
+    }
+
     /// Unknown: look for both.
     pub const ANY: Owns = Owns {
         devices: true,
@@ -361,21 +395,6 @@ pub(crate) async fn users_by_id(
         }
     };
     load_users(conn, rows).await
-}
-
-/// Writes a replace of `users` in one statement (inserting new ids, updating the
-/// `REPLACED_COLUMNS` of existing ones), then gives each its devices and blocks (`owns`, in the
-/// same order), as the feed's snapshots need.
-async fn write_back(txn: &impl ConnectionTrait, users: &mut [User], owns: &[Owns]) -> Result<()> {
-    user::Entity::insert_many(users.iter().map(|u| active(user::Model::from(u))))
-        .on_conflict(
-            OnConflict::column(Column::Id)
-                .update_columns(REPLACED_COLUMNS)
-                .to_owned(),
-        )
-        .exec_without_returning(txn)
-        .await?;
-    attach_owned(txn, users, owns).await
 }
 
 /// Writes back users whose rows exist and are locked (`before[i]` is `users[i]`'s row as read):
@@ -624,11 +643,6 @@ pub(crate) async fn attach_owned(
         user.blocked_user_ids = blocks_of.remove(&user.fields.id).unwrap_or_default();
     }
     Ok(())
-}
-
-fn active(model: user::Model) -> user::ActiveModel {
-    use sea_orm::{ActiveModelTrait, IntoActiveModel};
-    model.into_active_model().reset_all()
 }
 
 #[cfg(test)]

@@ -1,0 +1,257 @@
+//! The write of UpdateUsers: one multi-row `INSERT ... ON CONFLICT (id) DO UPDATE` that creates
+//! new users and replaces the caller fields of existing ones, built by hand (SeaORM's builder
+//! cloned every JSON document twice and built an expression tree per value).
+//!
+//! On PostgreSQL the statement also says, row by row, what it did (`RETURNING`): whether it
+//! created the user (`xmax = 0`: no earlier version of the row), the server fields of the user it
+//! replaced, and whether that user owns devices or blocks. So no locking read goes before it, and
+//! two batches that create the same new id at once cannot both call it created: the second waits
+//! on the first's row and replaces it. A deleted user is not replaced (`WHERE deleted_at IS
+//! NULL`), so it is missing from what comes back. SQLite has one writer at a time, so there the
+//! read before the write is exact, and the write returns nothing.
+use std::collections::HashMap;
+
+use sea_orm::{ConnectionTrait, DbErr, IdenStatic, Statement, Value};
+
+use super::entities::user::Column;
+use super::users::{OWNS_COLUMNS, Owns, REPLACED_COLUMNS};
+use super::values_list::push_row;
+use crate::domain::moderation::Ban;
+use crate::domain::user::User;
+use crate::error::Result;
+
+/// The columns of the INSERT, in the order `insert_row` gives their values.
+const INSERT_COLUMNS: [Column; 24] = [
+    Column::Id,
+    Column::Name,
+    Column::Image,
+    Column::Role,
+    Column::Custom,
+    Column::Language,
+    Column::Invisible,
+    Column::Teams,
+    Column::TeamsRole,
+    Column::PrivacySettings,
+    Column::PushNotifications,
+    Column::CreatedAt,
+    Column::UpdatedAt,
+    Column::DeactivatedAt,
+    Column::DeletedAt,
+    Column::LastActive,
+    Column::RevokeTokensIssuedBefore,
+    Column::AvgResponseTime,
+    Column::PrunedAt,
+    Column::BannedAt,
+    Column::BanExpires,
+    Column::BanReason,
+    Column::ShadowBanned,
+    Column::BannedById,
+];
+
+/// What the write did to one user (PostgreSQL).
+pub(crate) struct Replaced {
+    pub created: bool,
+    /// The user's server fields as stored (its own, kept, when it existed).
+    pub server: ServerFields,
+    pub owns: Owns,
+}
+
+/// The fields of a user that only roster writes.
+pub(crate) struct ServerFields {
+    pub created_at: i64,
+    pub deactivated_at: Option<i64>,
+    pub last_active: Option<i64>,
+    pub revoke_tokens_issued_before: Option<i64>,
+    pub avg_response_time: Option<i32>,
+    pub pruned_at: Option<i64>,
+    pub ban: Option<Ban>,
+}
+
+impl ServerFields {
+    /// `user` with these server fields.
+    pub fn apply(self, user: &mut User) {
+        user.created_at = self.created_at;
+        user.deactivated_at = self.deactivated_at;
+        user.last_active = self.last_active;
+        user.revoke_tokens_issued_before = self.revoke_tokens_issued_before;
+        user.avg_response_time = self.avg_response_time;
+        user.pruned_at = self.pruned_at;
+        user.ban = self.ban;
+    }
+}
+
+/// The columns `RETURNING` reads, in `read_replaced`'s order.
+const RETURNED: &str = "users.id, users.created_at, users.deactivated_at, users.last_active, \
+    users.revoke_tokens_issued_before, users.avg_response_time, users.pruned_at, \
+    users.banned_at, users.ban_expires, users.ban_reason, users.shadow_banned, \
+    users.banned_by_id";
+
+/// Writes `users` (each as if new: a user that exists keeps its server fields and takes only
+/// the `REPLACED_COLUMNS`). On PostgreSQL, returns what happened to each user, by id; a deleted
+/// user is left as it is and missing from the map. On SQLite, returns an empty map.
+pub(crate) async fn write(
+    conn: &impl ConnectionTrait,
+    users: &[User],
+) -> Result<HashMap<String, Replaced>> {
+    let postgres = conn.get_database_backend() == sea_orm::DatabaseBackend::Postgres;
+    let statement = replace_sql(conn.get_database_backend(), users);
+    if !postgres {
+        conn.execute_raw(statement).await?;
+        return Ok(HashMap::new());
+    }
+    let rows = conn.query_all_raw(statement).await?;
+    rows.iter()
+        .map(read_replaced)
+        .collect::<Result<_, DbErr>>()
+        .map_err(Into::into)
+}
+
+fn replace_sql(backend: sea_orm::DatabaseBackend, users: &[User]) -> Statement {
+    let postgres = backend == sea_orm::DatabaseBackend::Postgres;
+    let columns: Vec<&str> = INSERT_COLUMNS.iter().map(|c| c.as_str()).collect();
+    let mut sql = format!("INSERT INTO users ({}) VALUES ", columns.join(", "));
+    let mut values = Vec::with_capacity(users.len() * INSERT_COLUMNS.len());
+    for (i, user) in users.iter().enumerate() {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        push_row(&mut sql, &mut values, postgres, insert_row(user));
+    }
+    let set: Vec<String> = REPLACED_COLUMNS
+        .iter()
+        .map(|c| format!("{0} = excluded.{0}", c.as_str()))
+        .collect();
+    sql.push_str(" ON CONFLICT (id) DO UPDATE SET ");
+    sql.push_str(&set.join(", "));
+    if postgres {
+        sql.push_str(" WHERE users.deleted_at IS NULL RETURNING ");
+        sql.push_str(RETURNED);
+        sql.push_str(", ");
+        sql.push_str(OWNS_COLUMNS);
+        sql.push_str(", users.xmax = 0 AS created");
+    }
+    Statement::from_sql_and_values(backend, sql, values)
+}
+
+/// One user's values, in `INSERT_COLUMNS` order, with PostgreSQL's cast where the value is not
+/// of the column's type (JSON documents go as text, serialized straight from the user).
+fn insert_row(user: &User) -> [(Value, &'static str); 24] {
+    const JSONB: &str = "::jsonb";
+    let f = &user.fields;
+    let json =
+        |text: serde_json::Result<String>| Value::from(text.unwrap_or_else(|_| "null".into()));
+    let optional_json = |text: Option<serde_json::Result<String>>| {
+        Value::from(text.map(|t| t.unwrap_or_else(|_| "null".into())))
+    };
+    let ban = user.ban.as_ref();
+    [
+        (Value::from(f.id.clone()), ""),
+        (Value::from(f.name.clone()), ""),
+        (Value::from(f.image.clone()), ""),
+        (Value::from(f.role.clone()), ""),
+        (json(serde_json::to_string(&f.custom)), JSONB),
+        (Value::from(f.language.clone()), ""),
+        (Value::from(f.invisible), ""),
+        (json(serde_json::to_string(&f.teams)), JSONB),
+        (json(serde_json::to_string(&f.teams_role)), JSONB),
+        (
+            optional_json(f.privacy_settings.as_ref().map(serde_json::to_string)),
+            JSONB,
+        ),
+        (
+            optional_json(f.push_notifications.as_ref().map(serde_json::to_string)),
+            JSONB,
+        ),
+        (Value::from(user.created_at), ""),
+        (Value::from(user.updated_at), ""),
+        (Value::from(user.deactivated_at), ""),
+        (Value::from(user.deleted_at), ""),
+        (Value::from(user.last_active), ""),
+        (Value::from(user.revoke_tokens_issued_before), ""),
+        (Value::from(user.avg_response_time), ""),
+        (Value::from(user.pruned_at), ""),
+        (Value::from(ban.map(|b| b.banned_at)), ""),
+        (Value::from(ban.and_then(|b| b.expires)), ""),
+        (Value::from(ban.and_then(|b| b.reason.clone())), ""),
+        (Value::from(ban.is_some_and(|b| b.shadow)), ""),
+        (Value::from(ban.and_then(|b| b.banned_by_id.clone())), ""),
+    ]
+}
+
+/// One row of `RETURNING`, read by position.
+fn read_replaced(row: &sea_orm::QueryResult) -> Result<(String, Replaced), DbErr> {
+    let banned_at: Option<i64> = row.try_get_by_index(7)?;
+    let ban = match banned_at {
+        Some(banned_at) => Some(Ban {
+            banned_at,
+            expires: row.try_get_by_index(8)?,
+            reason: row.try_get_by_index(9)?,
+            shadow: row.try_get_by_index(10)?,
+            banned_by_id: row.try_get_by_index(11)?,
+        }),
+        None => None,
+    };
+    let id: String = row.try_get_by_index(0)?;
+    let owns_devices: i32 = row.try_get_by_index(12)?;
+    let owns_blocks: i32 = row.try_get_by_index(13)?;
+    let created: bool = row.try_get_by_index(14)?;
+    Ok((
+        id,
+        Replaced {
+            created,
+            server: ServerFields {
+                created_at: row.try_get_by_index(1)?,
+                deactivated_at: row.try_get_by_index(2)?,
+                last_active: row.try_get_by_index(3)?,
+                revoke_tokens_issued_before: row.try_get_by_index(4)?,
+                avg_response_time: row.try_get_by_index(5)?,
+                pruned_at: row.try_get_by_index(6)?,
+                ban,
+            },
+            owns: Owns::new(owns_devices != 0, owns_blocks != 0),
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::{DatabaseBackend, Iterable};
+
+    use super::*;
+    use crate::domain::user::UserFields;
+    use crate::store::entities::user;
+
+    #[test]
+    fn the_insert_lists_every_column_of_users_once() {
+        let mut listed: Vec<&str> = INSERT_COLUMNS.iter().map(|c| c.as_str()).collect();
+        let mut entity: Vec<&str> = user::Column::iter().map(|c| c.as_str()).collect();
+        listed.sort_unstable();
+        entity.sort_unstable();
+        assert_eq!(listed, entity);
+    }
+
+    #[test]
+    fn postgres_returns_what_it_did_and_sqlite_returns_nothing() {
+        let user = User::new(
+            UserFields {
+                id: "u1".into(),
+                role: "user".into(),
+                ..UserFields::default()
+            },
+            7,
+        );
+        let pg = replace_sql(DatabaseBackend::Postgres, &[user.clone(), user.clone()]);
+        assert!(pg.sql.contains("($25, $26, "), "{}", pg.sql);
+        assert!(pg.sql.contains("$5::jsonb"), "{}", pg.sql);
+        assert!(
+            pg.sql
+                .ends_with("THEN 1 ELSE 0 END AS owns_blocks, users.xmax = 0 AS created"),
+            "{}",
+            pg.sql
+        );
+        assert_eq!(pg.values.map(|v| v.0.len()), Some(48));
+        let sqlite = replace_sql(DatabaseBackend::Sqlite, &[user]);
+        assert!(!sqlite.sql.contains("RETURNING"), "{}", sqlite.sql);
+        assert!(!sqlite.sql.contains("::"), "{}", sqlite.sql);
+    }
+}
