@@ -4,7 +4,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgAction, Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use serde::Serialize;
 
 use crate::domain::presence::{DEFAULT_PRESENCE_WINDOW, Presence};
 use crate::domain::time::Clock;
@@ -32,6 +33,77 @@ pub enum Command {
     Migrate(DatabaseArgs),
     /// Ask a running roster for its health; exit 0 when SERVING.
     Healthcheck(HealthcheckArgs),
+    /// Show how roster is configured: `--defaults` prints every flag with its environment
+    /// variable and default, as JSON.
+    Config(ConfigArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ConfigArgs {
+    /// Print the flags of `serve`, `migrate` and `healthcheck` with their environment variables
+    /// and defaults, as JSON.
+    #[arg(long, required = true)]
+    pub defaults: bool,
+}
+
+/// One flag of a subcommand as clap parses it: what `roster config --defaults` prints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FlagDefault {
+    /// `--listen`.
+    pub flag: String,
+    /// `ROSTER_LISTEN`, if the flag can be set from the environment.
+    pub env: Option<String>,
+    /// The value used when neither the flag nor the variable is given (list values joined by
+    /// their delimiter); `None` when there is none.
+    pub default: Option<String>,
+    /// Left out of `--help` (test hooks and aliases).
+    pub hidden: bool,
+}
+
+/// The flags of every subcommand that takes any (`serve`, `migrate`, `healthcheck`), read from
+/// clap's own description of the command line, so they are the defaults the binary applies.
+/// `roster` without a subcommand takes the flags of `serve`.
+pub fn flag_defaults() -> std::collections::BTreeMap<String, Vec<FlagDefault>> {
+    Cli::command()
+        .get_subcommands()
+        .map(|sub| (sub.get_name().to_owned(), command_flags(sub)))
+        .filter(|(_, flags)| !flags.is_empty())
+        .filter(|(name, _)| name != "config")
+        .collect()
+}
+
+fn command_flags(command: &clap::Command) -> Vec<FlagDefault> {
+    command
+        .get_arguments()
+        .filter(|arg| {
+            !matches!(
+                arg.get_action(),
+                ArgAction::Help | ArgAction::HelpShort | ArgAction::HelpLong | ArgAction::Version
+            )
+        })
+        .map(|arg| {
+            let defaults: Vec<_> = arg
+                .get_default_values()
+                .iter()
+                .map(|v| v.to_string_lossy().into_owned())
+                .collect();
+            let delimiter = arg.get_value_delimiter().unwrap_or(',').to_string();
+            FlagDefault {
+                flag: match arg.get_long() {
+                    Some(long) => format!("--{long}"),
+                    None => arg.get_id().to_string(),
+                },
+                env: arg.get_env().map(|e| e.to_string_lossy().into_owned()),
+                default: (!defaults.is_empty()).then(|| defaults.join(&delimiter)),
+                hidden: arg.is_hide_set(),
+            }
+        })
+        .collect()
+}
+
+/// [`flag_defaults`] as pretty-printed JSON: `{"serve": [{"flag", "env", "default", "hidden"}]}`.
+pub fn flag_defaults_json() -> String {
+    serde_json::to_string_pretty(&flag_defaults()).expect("plain strings serialize")
 }
 
 #[derive(Debug, Clone, Args)]
@@ -415,6 +487,79 @@ mod tests {
     fn secrets_do_not_show_in_debug_output() {
         let config = with_secret(Some("0123456789abcdef0123456789abcdef"), None);
         assert!(!format!("{config:?}").contains("0123456789abcdef"));
+    }
+
+    fn serve_flag(flags: &[FlagDefault], flag: &str) -> FlagDefault {
+        flags
+            .iter()
+            .find(|f| f.flag == flag)
+            .unwrap_or_else(|| panic!("no {flag} among {flags:?}"))
+            .clone()
+    }
+
+    #[test]
+    fn config_defaults_lists_every_flag_with_its_variable_and_default() {
+        let all = flag_defaults();
+        assert_eq!(
+            all.keys().collect::<Vec<_>>(),
+            ["healthcheck", "migrate", "serve"]
+        );
+        let serve = &all["serve"];
+        let listen = serve_flag(serve, "--listen");
+        assert_eq!(listen.env.as_deref(), Some("ROSTER_LISTEN"));
+        assert_eq!(listen.default.as_deref(), Some("0.0.0.0:50051"));
+        let metrics = serve_flag(serve, "--metrics-listen");
+        assert_eq!(metrics.env.as_deref(), Some("ROSTER_METRICS_LISTEN"));
+        assert_eq!(metrics.default.as_deref(), Some("0.0.0.0:9090"));
+        let database = serve_flag(serve, "--database-url");
+        assert_eq!(database.default.as_deref(), Some(DEFAULT_DATABASE_URL));
+        let presence = serve_flag(serve, "--presence-window-seconds");
+        assert_eq!(presence.default.as_deref(), Some("60"));
+        assert_eq!(serve_flag(serve, "--products").default, None);
+        assert!(serve_flag(serve, "--task-item-delay-ms").hidden);
+        let health = serve_flag(&all["healthcheck"], "--addr");
+        assert_eq!(health.default.as_deref(), Some("http://127.0.0.1:50051"));
+        // Every flag can come from a ROSTER_* variable (the chart sets them that way).
+        for (command, flags) in &all {
+            for f in flags {
+                assert!(
+                    f.env.as_deref().is_some_and(|e| e.starts_with("ROSTER_")),
+                    "{command} {} has no ROSTER_* variable",
+                    f.flag
+                );
+            }
+        }
+        // `roster` alone is `roster serve`: the same flags.
+        assert_eq!(command_flags(&Cli::command()), *serve);
+        let json: serde_json::Value = serde_json::from_str(&flag_defaults_json()).unwrap();
+        assert_eq!(json["serve"][0]["flag"], "--database-url");
+    }
+
+    #[test]
+    fn every_printed_default_is_a_value_the_flag_accepts() {
+        for (command, flags) in flag_defaults() {
+            for f in flags {
+                let Some(default) = f.default else { continue };
+                let arg = Cli::command()
+                    .find_subcommand(&command)
+                    .and_then(|c| {
+                        c.get_arguments()
+                            .find(|a| a.get_long() == f.flag.strip_prefix("--"))
+                            .cloned()
+                    })
+                    .unwrap();
+                if !arg.get_action().takes_values() {
+                    continue;
+                }
+                let given = format!("{}={default}", f.flag);
+                assert!(
+                    Cli::try_parse_from(["roster", command.as_str(), given.as_str()]).is_ok(),
+                    "roster {command} {given} is refused"
+                );
+            }
+        }
+        assert!(Cli::try_parse_from(["roster", "config"]).is_err());
+        assert!(Cli::try_parse_from(["roster", "config", "--defaults"]).is_ok());
     }
 
     #[test]

@@ -16,6 +16,15 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Some(Command::Healthcheck(args)) => healthcheck(&args).await,
+        Some(Command::Config(_)) => {
+            use std::io::Write;
+            writeln!(
+                std::io::stdout(),
+                "{}",
+                roster::config::flag_defaults_json()
+            )?;
+            Ok(())
+        }
     }
 }
 
