@@ -299,31 +299,78 @@ impl UserFields {
 /// place under it. Only what a request writes is checked: keys stored before this rule stay
 /// readable and can be removed by replacing or unsetting what holds them.
 pub fn dotted_key_violation(value: &Value, at: &str) -> Option<crate::error::FieldViolation> {
-    let (place, key) = first_dotted_key(value, at.to_owned())?;
-    Some(crate::error::FieldViolation::new(
+    match value {
+        Value::Object(map) => dotted_key_violation_in(map, at),
+        _ => {
+            let mut steps = Vec::new();
+            let key = first_dotted_key(value, &mut steps)?;
+            Some(dotted_violation(at, &steps, key))
+        }
+    }
+}
+
+/// `dotted_key_violation` of an object's keys (a user's `custom`), without making a `Value` of it.
+pub fn dotted_key_violation_in(
+    map: &Map<String, Value>,
+    at: &str,
+) -> Option<crate::error::FieldViolation> {
+    let mut steps = Vec::new();
+    let key = first_dotted_key_in(map, &mut steps)?;
+    Some(dotted_violation(at, &steps, key))
+}
+
+fn dotted_violation(at: &str, steps: &[Step<'_>], key: &str) -> crate::error::FieldViolation {
+    let mut place = at.to_owned();
+    for step in steps {
+        match step {
+            Step::Key(k) => {
+                place.push('.');
+                place.push_str(k);
+            }
+            Step::Index(i) => place.push_str(&format!("[{i}]")),
+        }
+    }
+    crate::error::FieldViolation::new(
         place,
         format!(
             "key {key:?} contains `.`; custom keys may not, at any depth (a dot separates \
              the steps of a key path)"
         ),
-    ))
+    )
 }
 
-fn first_dotted_key(value: &Value, at: String) -> Option<(String, String)> {
+/// One step from a document to a value inside it.
+enum Step<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// The first key containing a dot under `value`, and in `steps` the way to the object holding
+/// it. Nothing is allocated for a document without one: the way is only recorded on the way back.
+fn first_dotted_key<'a>(value: &'a Value, steps: &mut Vec<Step<'a>>) -> Option<&'a str> {
     match value {
-        Value::Object(map) => map.iter().find_map(|(k, v)| {
-            if k.contains('.') {
-                Some((at.clone(), k.clone()))
-            } else {
-                first_dotted_key(v, format!("{at}.{k}"))
-            }
+        Value::Object(map) => first_dotted_key_in(map, steps),
+        Value::Array(items) => items.iter().enumerate().find_map(|(i, v)| {
+            let key = first_dotted_key(v, steps)?;
+            steps.insert(0, Step::Index(i));
+            Some(key)
         }),
-        Value::Array(items) => items
-            .iter()
-            .enumerate()
-            .find_map(|(i, v)| first_dotted_key(v, format!("{at}[{i}]"))),
         _ => None,
     }
+}
+
+fn first_dotted_key_in<'a>(
+    map: &'a Map<String, Value>,
+    steps: &mut Vec<Step<'a>>,
+) -> Option<&'a str> {
+    map.iter().find_map(|(k, v)| {
+        if k.contains('.') {
+            return Some(k.as_str());
+        }
+        let key = first_dotted_key(v, steps)?;
+        steps.insert(0, Step::Key(k));
+        Some(key)
+    })
 }
 
 fn json_len(value: &Value) -> usize {

@@ -14,7 +14,7 @@ use super::values_list::push_row;
 use crate::domain::event::{Actor, EventKind};
 use crate::domain::partial::{PartialUpdate, Settable};
 use crate::domain::query::{UserQuery, next_page_token};
-use crate::domain::user::{User, UserFields, dotted_key_violation};
+use crate::domain::user::{User, UserFields, dotted_key_violation_in};
 use crate::error::{Error, FieldViolation, Result};
 
 /// Columns a replace or partial update writes; everything else on the row is roster's.
@@ -47,10 +47,7 @@ impl Store {
             .iter()
             .flat_map(|f| {
                 let at = format!("users[{}]", f.id);
-                let dotted = dotted_key_violation(
-                    &serde_json::Value::Object(f.custom.clone()),
-                    &format!("{at}.custom"),
-                );
+                let dotted = dotted_key_violation_in(&f.custom, &format!("{at}.custom"));
                 f.violations(&at).into_iter().chain(dotted)
             })
             .collect();
