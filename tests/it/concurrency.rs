@@ -588,3 +588,53 @@ async fn a_stale_hard_delete_leaves_a_recreated_user_alone() {
     srv.wait_for_task(&restored.into_inner().task_id).await;
     assert_eq!(srv.get_ok("x").await.name.as_deref(), Some("second"));
 }
+
+/// 16 UpdateUsers that create the same 100 new users at once, round after round: exactly one of
+/// them creates each user. The feed holds one `user.created` per user and 15 `user.updated`, and
+/// every answer carries the created_at that was stored, the creator's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_creates_of_one_id_create_it_once() {
+    const WRITERS: usize = 16;
+    const USERS: usize = 100;
+    let rounds = if long() { 20 } else { 5 };
+    let srv = Arc::new(TestServer::start().await);
+    for r in 0..rounds {
+        let ids: Vec<String> = (0..USERS).map(|i| format!("race{r}-{i}")).collect();
+        let mut writers = tokio::task::JoinSet::new();
+        for w in 0..WRITERS {
+            let (srv, ids) = (srv.clone(), ids.clone());
+            writers.spawn(async move {
+                let batch = ids
+                    .iter()
+                    .map(|id| user(id).with_name(&format!("writer {w}")));
+                srv.upsert(batch).await.expect("UpdateUsers")
+            });
+        }
+        let mut answers = Vec::new();
+        while let Some(answer) = writers.join_next().await {
+            answers.push(answer.expect("writer task"));
+        }
+        let events = feed_of(&srv, &ids).await;
+        for id in &ids {
+            let stored = srv.get_ok(id).await;
+            for answer in &answers {
+                assert_eq!(
+                    answer[id].created_at, stored.created_at,
+                    "round {r}: an answer for {id} carries another created_at than the stored one"
+                );
+            }
+            let kinds: Vec<&str> = events
+                .iter()
+                .filter(|e| &e.user_id == id)
+                .map(|e| e.kind.as_str())
+                .collect();
+            let created = kinds.iter().filter(|k| **k == "user.created").count();
+            let updated = kinds.iter().filter(|k| **k == "user.updated").count();
+            assert_eq!(
+                (created, updated),
+                (1, WRITERS - 1),
+                "round {r}: {id} was reported created {created} times ({kinds:?})"
+            );
+        }
+    }
+}
