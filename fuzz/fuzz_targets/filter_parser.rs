@@ -5,6 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use roster::domain::filter::{Field, Filter, parse_filter};
+use roster::domain::presence::{AsOf, Presence};
 use roster::domain::query::parse_query;
 use roster::error::Error;
 use roster::store::query_sql::select_users;
@@ -21,8 +22,12 @@ fuzz_target!(|data: &[u8]| {
             // The same filter through the whole request parser, then into SQL for both backends.
             let query = parse_query(Some(&filter), &[], 0, 0, "", false)
                 .expect("a filter that parses alone parses in a query");
+            let as_of = AsOf {
+                at: 1_700_000_000_000_000,
+                presence: Presence::default(),
+            };
             for backend in [DatabaseBackend::Sqlite, DatabaseBackend::Postgres] {
-                let _ = select_users(&query, backend);
+                let _ = select_users(&query, backend, as_of);
             }
         }
         Err(Error::InvalidArgument(violations)) => {
@@ -42,7 +47,7 @@ fuzz_target!(|data: &[u8]| {
 /// Every field of a parsed filter has a canonical name that parses back to itself.
 fn check_fields(filter: &Filter) {
     match filter {
-        Filter::All => {}
+        Filter::All | Filter::State { .. } => {}
         Filter::And(all) | Filter::Or(all) | Filter::Nor(all) => all.iter().for_each(check_fields),
         Filter::Leaf { field, .. } => {
             let name = field.to_string();
