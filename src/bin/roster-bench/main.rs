@@ -136,6 +136,8 @@ impl Bench {
         let created = users * args.concurrency.len() as u64;
 
         if args.runs(Scenario::Upsert) {
+            // Each round's follower starts where the last one stopped, not replaying its events.
+            let mut feed_seen = 0;
             for (round, &c) in args.concurrency.iter().enumerate() {
                 let first = round as u64 * users;
                 let started = Instant::now();
@@ -143,6 +145,7 @@ impl Bench {
                 let follower = match args.runs(Scenario::Feed) {
                     true => Some(tokio::spawn(scenarios::follow_feed(
                         self.server.channel().await?,
+                        feed_seen,
                         population.clone(),
                         first..first + users,
                         started,
@@ -160,6 +163,7 @@ impl Bench {
                 );
                 if let Some(follower) = follower {
                     let feed = follower.await??;
+                    feed_seen = feed.last_sequence;
                     rows.push(Row::new(
                         "feed",
                         c,

@@ -241,16 +241,19 @@ pub async fn import(
 /// What the change-feed follower saw.
 pub struct FeedOutcome {
     pub events: u64,
+    /// The sequence of the last event seen: where the next follower starts.
+    pub last_sequence: i64,
     /// From the start of `upsert` to the last event's arrival.
     pub elapsed: Duration,
     /// Arrival minus the event's commit time (`at`), microseconds.
     pub lag: Histogram<u64>,
 }
 
-/// Follows the feed (`user.created` of this run's users numbered in `numbers`) until all of
-/// them arrived, or until 30 s passed after `upsert_done` fires.
+/// Follows the feed after `after_sequence` (`user.created` of this run's users numbered in
+/// `numbers`) until all of them arrived, or until 30 s passed after `upsert_done` fires.
 pub async fn follow_feed(
     channel: Channel,
+    after_sequence: i64,
     population: Population,
     numbers: std::ops::Range<u64>,
     started: Instant,
@@ -258,7 +261,7 @@ pub async fn follow_feed(
 ) -> anyhow::Result<FeedOutcome> {
     let mut stream = EventServiceClient::new(channel)
         .watch_user_events(pb::WatchUserEventsRequest {
-            after_sequence: 0,
+            after_sequence,
             kinds: vec!["user.created".to_owned()],
             user_ids: Vec::new(),
         })
@@ -266,6 +269,7 @@ pub async fn follow_feed(
         .context("WatchUserEvents")?
         .into_inner();
     let expected = numbers.end - numbers.start;
+    let mut last_sequence = after_sequence;
     let mut lag = load::histogram();
     let mut events = 0;
     let mut last = started;
@@ -283,6 +287,7 @@ pub async fn follow_feed(
             bail!("the feed ended after {events} of {expected} events");
         };
         let Some(event) = message.event else { continue };
+        last_sequence = last_sequence.max(event.sequence);
         if !population
             .number(&event.user_id)
             .is_some_and(|n| numbers.contains(&n))
@@ -297,6 +302,7 @@ pub async fn follow_feed(
     }
     Ok(FeedOutcome {
         events,
+        last_sequence,
         elapsed: last.duration_since(started),
         lag,
     })
