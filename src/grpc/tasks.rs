@@ -29,10 +29,11 @@ pub struct TaskApi {
 }
 
 impl TaskApi {
-    /// Also starts the loop that notices changes made by other replicas (see `Watched`).
-    pub fn new(store: Store, hub: Hub) -> Self {
+    /// Also starts, on `tasks`, the loop that notices changes made by other replicas (see
+    /// `Watched`); it stops when the hub shuts down, and the tracker's owner waits for it.
+    pub fn new(store: Store, hub: Hub, tasks: &tokio_util::task::TaskTracker) -> Self {
         let watched = Watched::default();
-        tokio::spawn(poll_watched(store.clone(), hub.clone(), watched.clone()));
+        tasks.spawn(poll_watched(store.clone(), hub.clone(), watched.clone()));
         TaskApi {
             store,
             hub,
