@@ -186,7 +186,17 @@ pub async fn serve(
         store.clone(),
         stop.clone(),
     ));
-    spawn_workers(store.clone(), config.worker(), hub.clone(), products, &tasks);
+    if config.worker {
+        spawn_workers(
+            store.clone(),
+            config.worker(),
+            hub.clone(),
+            products,
+            &tasks,
+        );
+    } else {
+        tracing::info!("task worker off: this replica serves calls; another one runs tasks");
+    }
 
     let mut builder = Server::builder()
         .timeout(Duration::from_secs(config.request_timeout_seconds))
