@@ -237,6 +237,7 @@ pub async fn serve(
             pb::event_service_server::EventServiceServer::new(EventApi::new(
                 store.clone(),
                 hub.clone(),
+                &tasks,
             ))
             .max_decoding_message_size(max),
         )
