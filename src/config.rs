@@ -210,6 +210,11 @@ pub struct Config {
     /// Hours change-feed events are kept.
     #[arg(long, env = "ROSTER_EVENT_RETENTION_HOURS", default_value_t = 168)]
     pub event_retention_hours: u64,
+    /// Run the task worker (and the purge of old tasks and events) in this process. Turn off for
+    /// a replica that only serves calls; then another replica must run the worker, or tasks stay
+    /// pending.
+    #[arg(long, env = "ROSTER_WORKER", default_value_t = true, action = clap::ArgAction::Set)]
+    pub worker: bool,
     /// Migrate the database on start. Turn off when migrations run separately (the Helm chart's
     /// migration Job); `serve` then waits until the schema is current.
     #[arg(long, env = "ROSTER_MIGRATE_ON_START", default_value_t = true, action = clap::ArgAction::Set)]
@@ -421,6 +426,7 @@ impl Default for Config {
             product_backoff_ms: 200,
             event_retention_hours: 168,
             migrate_on_start: true,
+            worker: true,
             api_secrets: Vec::new(),
             api_secrets_file: None,
             database_url_file: None,

@@ -1,9 +1,12 @@
 //! Wiring: migrate, then serve every roster service plus health and reflection on one listener,
-//! until the shutdown signal; then drain within the grace period.
+//! until the shutdown signal; then drain within the grace period. Everything started here for the
+//! process's lifetime runs on one `TaskTracker` and stops on one `CancellationToken` (the hub's),
+//! so `run` returns only once all of it has stopped and the pool is closed.
 use std::{future::Future, sync::Arc, time::Duration};
 
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::task::TaskTracker;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
@@ -26,83 +29,85 @@ const SERVICE_NAMES: [&str; 7] = [
     "roster.v1.TokenService",
 ];
 
-/// Runs roster on `listener` until `shutdown` resolves.
-///
-/// Health is NOT_SERVING until the database is reachable and migrated (a database that is down
-/// at start is retried, so the process does not crash-loop), SERVING after, and NOT_SERVING again
-/// from the moment shutdown begins.
+/// The ports `serve` answers on, bound by the caller: the binary binds the configured
+/// addresses (see `run`); tests bind `127.0.0.1:0` and learn the ports before the server starts.
+pub struct Listeners {
+    /// Every roster service, health and reflection.
+    pub main: TcpListener,
+    /// Plaintext gRPC health only (for kubelet probes when the main port speaks mTLS).
+    pub health: Option<TcpListener>,
+    /// Prometheus `GET /metrics`.
+    pub metrics: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// `main`, plus the health-only and metrics ports bound at the configured addresses. A health
+    /// port that cannot be bound is fatal (probes would fail anyway); metrics are for operators,
+    /// not callers, so a metrics port already taken is reported and served without.
+    pub async fn bind(main: TcpListener, config: &Config) -> anyhow::Result<Self> {
+        let health = match config.health_listen {
+            Some(addr) => Some(TcpListener::bind(addr).await?),
+            None => None,
+        };
+        let metrics = match config.metrics_listen {
+            Some(addr) => match TcpListener::bind(addr).await {
+                Ok(listener) => Some(listener),
+                Err(err) => {
+                    tracing::error!(%addr, error = %err, "cannot serve metrics; continuing without /metrics");
+                    None
+                }
+            },
+            None => None,
+        };
+        Ok(Listeners {
+            main,
+            health,
+            metrics,
+        })
+    }
+}
+
+/// Runs roster on `listener` (and the configured health-only and metrics addresses) until
+/// `shutdown` resolves. See `serve`.
 pub async fn run(
     config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let addr = listener.local_addr()?;
-    if config.api_secrets.is_empty() && !config.insecure && !addr.ip().is_loopback() {
-        anyhow::bail!(
-            "refusing to serve on {addr} without API secrets: set ROSTER_API_SECRETS, listen on \
-             loopback, or pass --insecure"
-        );
-    }
+    check_exposure(&config, &listener)?;
+    let listeners = Listeners::bind(listener, &config).await?;
+    serve(config, listeners, TaskTracker::new(), shutdown).await
+}
+
+/// Runs roster on `listeners` until `shutdown` resolves, starting its background work on `tasks`.
+///
+/// Health is NOT_SERVING until the database is reachable and migrated (a database that is down
+/// at start is retried, so the process does not crash-loop), SERVING after, and NOT_SERVING again
+/// (on every port) from the moment shutdown begins. Then everything on `tasks` is told to stop
+/// and awaited for up to the grace period, the pool is closed, and only then does `serve` return:
+/// a caller that passed its own tracker finds it closed and, unless the grace ran out, empty.
+pub async fn serve(
+    config: Config,
+    listeners: Listeners,
+    tasks: TaskTracker,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let Listeners {
+        main: listener,
+        health: health_listener,
+        metrics: metrics_listener,
+    } = listeners;
+    let addr = check_exposure(&config, &listener)?;
     if config.api_secrets.is_empty() {
         tracing::warn!(%addr, "no API secrets configured: callers are not authenticated");
     }
+    // Everything that can fail on the configuration alone fails here, before anything starts.
     let user_tokens = config.user_tokens()?;
     if user_tokens.is_none() {
         tracing::info!(
             "no user-token secret configured: CreateUserToken and VerifyUserToken are off"
         );
     }
-    let (health, health_service) = tonic_health::server::health_reporter();
-    set_health(&health, ServingStatus::NotServing).await;
-    let hub = Hub::default();
-    // A plaintext health-only port (for kubelet probes when the main port speaks mTLS).
-    if let Some(health_addr) = config.health_listen {
-        let health_listener = TcpListener::bind(health_addr).await?;
-        let service = health_service.clone();
-        let hub = hub.clone();
-        tokio::spawn(async move {
-            let _ = Server::builder()
-                .add_service(service)
-                .serve_with_incoming_shutdown(
-                    TcpListenerStream::new(health_listener),
-                    hub.shutting_down(),
-                )
-                .await;
-        });
-    }
-    crate::telemetry::metrics::handle();
-    if let Some(metrics_addr) = config.metrics_listen {
-        // Metrics are for operators, not callers: a port already taken is reported, not fatal.
-        match TcpListener::bind(metrics_addr).await {
-            Ok(metrics_listener) => {
-                tracing::info!(addr = %metrics_listener.local_addr()?, "metrics at /metrics");
-                tokio::spawn(crate::telemetry::metrics::serve(
-                    metrics_listener,
-                    hub.clone(),
-                ));
-            }
-            Err(err) => {
-                tracing::error!(addr = %metrics_addr, error = %err, "cannot serve metrics; continuing without /metrics");
-            }
-        }
-    }
-
-    let migrated = prepare_schema(&config.database_url, config.migrate_on_start);
-    tokio::pin!(shutdown);
-    tokio::select! {
-        result = migrated => result?,
-        () = &mut shutdown => return Ok(()),
-    }
-    let store = Store::connect(&config.database_url, config.database_max_connections).await?;
-    tokio::spawn(crate::telemetry::metrics::sample(
-        store.clone(),
-        hub.clone(),
-    ));
-    let store = Store::connect(&config.database_url, config.database_max_connections)
-        .await?
-        .with_clock(config.clock.clone())
-        .with_presence(config.presence());
-    let hub = Hub::default();
     let products: Arc<dyn Products> = if config.products.is_empty() {
         Arc::new(NoProducts)
     } else {
@@ -111,28 +116,106 @@ pub async fn run(
             Duration::from_millis(config.product_timeout_ms),
         )?)
     };
-    let mut workers = spawn_workers(store.clone(), config.worker(), hub.clone(), products);
-
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
+    let tls = tls_config(&config)?;
+    let gate = GateLayer::new(
+        &config.api_secrets,
+        config.max_concurrent_requests,
+        config.clock.clone(),
+        config.token_leeway(),
+    )?;
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    set_health(&health, ServingStatus::NotServing).await;
+    let hub = Hub::default();
+    let stop = hub.shutdown_token();
+    let grace = Duration::from_secs(config.shutdown_grace_seconds);
+    if let Some(health_listener) = health_listener {
+        let service = health_service.clone();
+        let stop = stop.clone();
+        tasks.spawn(async move {
+            let served = Server::builder()
+                .add_service(service)
+                .serve_with_incoming_shutdown(
+                    TcpListenerStream::new(health_listener),
+                    stop.cancelled_owned(),
+                )
+                .await;
+            if let Err(err) = served {
+                tracing::error!(error = %err, "the health-only port failed");
+            }
+        });
+    }
+    crate::telemetry::metrics::handle();
+    if let Some(metrics_listener) = metrics_listener {
+        tracing::info!(addr = %metrics_listener.local_addr()?, "metrics at /metrics");
+        tasks.spawn(crate::telemetry::metrics::serve(
+            metrics_listener,
+            stop.clone(),
+            tasks.clone(),
+        ));
+    }
+
+    let migrated = prepare_schema(&config.database_url, config.migrate_on_start);
+    tokio::pin!(shutdown);
+    let ready = tokio::select! {
+        result = migrated => result,
+        () = &mut shutdown => {
+            wind_down(&hub, &tasks, grace, None).await;
+            return Ok(());
+        }
+    };
+    let connected = match ready {
+        Ok(()) => Store::connect(&config.database_url, config.database_max_connections).await,
+        Err(err) => {
+            wind_down(&hub, &tasks, grace, None).await;
+            return Err(err);
+        }
+    };
+    let store = match connected {
+        Ok(store) => store
+            .with_clock(config.clock.clone())
+            .with_presence(config.presence()),
+        Err(err) => {
+            wind_down(&hub, &tasks, grace, None).await;
+            return Err(err.into());
+        }
+    };
+    tasks.spawn(crate::telemetry::metrics::sample(
+        store.clone(),
+        stop.clone(),
+    ));
+    if config.worker {
+        spawn_workers(
+            store.clone(),
+            config.worker(),
+            hub.clone(),
+            products,
+            &tasks,
+        );
+    } else {
+        tracing::info!("task worker off: this replica serves calls; another one runs tasks");
+    }
 
     let mut builder = Server::builder()
         .timeout(Duration::from_secs(config.request_timeout_seconds))
         .max_connection_age(Duration::from_secs(config.max_connection_age_seconds))
-        .max_connection_age_grace(Duration::from_secs(config.shutdown_grace_seconds))
+        .max_connection_age_grace(grace)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)));
-    if let Some(tls) = tls_config(&config)? {
-        builder = builder.tls_config(tls)?;
+    if let Some(tls) = tls {
+        builder = match builder.tls_config(tls) {
+            Ok(builder) => builder,
+            Err(err) => {
+                wind_down(&hub, &tasks, grace, Some(store)).await;
+                return Err(err.into());
+            }
+        };
     }
     let max = config.max_message_bytes;
     let router = builder
-        .layer(GateLayer::new(
-            &config.api_secrets,
-            config.max_concurrent_requests,
-            config.clock.clone(),
-            config.token_leeway(),
-        )?)
+        .layer(gate)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -154,6 +237,7 @@ pub async fn run(
             pb::event_service_server::EventServiceServer::new(EventApi::new(
                 store.clone(),
                 hub.clone(),
+                &tasks,
             ))
             .max_decoding_message_size(max),
         )
@@ -161,6 +245,7 @@ pub async fn run(
             pb::task_service_server::TaskServiceServer::new(TaskApi::new(
                 store.clone(),
                 hub.clone(),
+                &tasks,
             ))
             .max_decoding_message_size(max),
         )
@@ -187,37 +272,55 @@ pub async fn run(
             .max_decoding_message_size(max),
         );
 
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     // TCP_NODELAY: a response is several small writes (headers, data, trailers); without it the
     // kernel holds the later ones until the client's delayed ACK, some 40 ms per call.
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {
-        let _ = stop_rx.await;
-    }));
+    let server =
+        tasks.spawn(router.serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned()));
     set_health(&health, ServingStatus::Serving).await;
     tracing::info!(%addr, "roster is serving");
 
     shutdown.await;
     tracing::info!("shutting down");
     set_health(&health, ServingStatus::NotServing).await;
-    // Streams end with UNAVAILABLE and workers stop after their current item, releasing leases.
-    hub.shut_down();
-    let _ = stop_tx.send(());
-    let grace = Duration::from_secs(config.shutdown_grace_seconds);
-    let drained = tokio::time::timeout(grace, async {
-        while workers.join_next().await.is_some() {}
-        server.await
-    })
-    .await;
-    match drained {
-        Ok(joined) => joined??,
-        Err(_) => tracing::warn!(
-            ?grace,
-            "work still open after the grace period; exiting anyway"
-        ),
+    let drained = wind_down(&hub, &tasks, grace, Some(store)).await;
+    if drained && server.is_finished() {
+        server.await??;
     }
-    store.close().await;
     Ok(())
+}
+
+/// Refuses to serve unauthenticated beyond loopback unless told to; the listener's address.
+fn check_exposure(config: &Config, listener: &TcpListener) -> anyhow::Result<std::net::SocketAddr> {
+    let addr = listener.local_addr()?;
+    if config.api_secrets.is_empty() && !config.insecure && !addr.ip().is_loopback() {
+        anyhow::bail!(
+            "refusing to serve on {addr} without API secrets: set ROSTER_API_SECRETS, listen on \
+             loopback, or pass --insecure"
+        );
+    }
+    Ok(addr)
+}
+
+/// Tells everything on `tasks` to stop (streams end with UNAVAILABLE, workers stop after their
+/// current item and release their leases, the ports stop accepting and drain), waits for it
+/// within `grace`, then closes the pool, so that nothing started by `serve` outlives it. Past the
+/// grace period it gives up waiting (the process is about to exit anyway) and says so; false then.
+async fn wind_down(hub: &Hub, tasks: &TaskTracker, grace: Duration, store: Option<Store>) -> bool {
+    hub.shut_down();
+    tasks.close();
+    let drained = tokio::time::timeout(grace, tasks.wait()).await.is_ok();
+    if !drained {
+        tracing::warn!(
+            ?grace,
+            still_running = tasks.len(),
+            "work still open after the grace period; exiting anyway"
+        );
+    }
+    if let Some(store) = store {
+        store.close().await;
+    }
+    drained
 }
 
 /// Everything `grpcurl list` / `describe` should see, including the google.rpc error details so

@@ -13,15 +13,23 @@ use crate::feed::Follower;
 use crate::pb::{self, event_service_server::EventService};
 use crate::store::Store;
 use crate::tasks::Hub;
+use tokio_util::task::TaskTracker;
 
 pub struct EventApi {
     store: Store,
     hub: Hub,
+    /// Where the loops feeding WatchUserEvents streams run, so the server waits for them (and
+    /// their last reads) before it closes the pool.
+    tasks: TaskTracker,
 }
 
 impl EventApi {
-    pub fn new(store: Store, hub: Hub) -> Self {
-        EventApi { store, hub }
+    pub fn new(store: Store, hub: Hub, tasks: &TaskTracker) -> Self {
+        EventApi {
+            store,
+            hub,
+            tasks: tasks.clone(),
+        }
     }
 }
 
@@ -77,7 +85,7 @@ impl EventService for EventApi {
         .await?;
         let presence = self.store.presence();
         let (tx, rx) = mpsc::channel(64);
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             loop {
                 let next = tokio::select! {
                     () = tx.closed() => return,

@@ -7,6 +7,7 @@ use std::time::Duration;
 use base64::Engine;
 use tokio::sync::mpsc;
 use tokio_stream::{Stream, wrappers::ReceiverStream};
+use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status};
 
 use super::convert::{json_to_struct, timestamp};
@@ -26,17 +27,22 @@ pub struct TaskApi {
     store: Store,
     hub: Hub,
     watched: Watched,
+    /// Where the loops feeding WatchTask streams run, so the server waits for them (and their
+    /// last reads) before it closes the pool.
+    tasks: TaskTracker,
 }
 
 impl TaskApi {
-    /// Also starts the loop that notices changes made by other replicas (see `Watched`).
-    pub fn new(store: Store, hub: Hub) -> Self {
+    /// Also starts, on `tasks`, the loop that notices changes made by other replicas (see
+    /// `Watched`); it stops when the hub shuts down, and the tracker's owner waits for it.
+    pub fn new(store: Store, hub: Hub, tasks: &TaskTracker) -> Self {
         let watched = Watched::default();
-        tokio::spawn(poll_watched(store.clone(), hub.clone(), watched.clone()));
+        tasks.spawn(poll_watched(store.clone(), hub.clone(), watched.clone()));
         TaskApi {
             store,
             hub,
             watched,
+            tasks: tasks.clone(),
         }
     }
 }
@@ -207,7 +213,7 @@ impl TaskService for TaskApi {
         let first = self.store.get_task(&task_id).await?;
         let (tx, rx) = mpsc::channel(16);
         let guard = self.watched.add(&task_id, first.version);
-        tokio::spawn(follow(
+        self.tasks.spawn(follow(
             self.store.clone(),
             self.hub.clone(),
             first,

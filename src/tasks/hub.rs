@@ -1,10 +1,12 @@
 //! In-process signals between the RPC handlers and the worker: "there is new work", "task X
-//! changed" (with the change, when the worker committed it), "we are shutting down". Changes made
+//! changed" (with the change, when the worker committed it), "we are shutting down" (a
+//! `CancellationToken`, so that whatever `server::run` starts stops on the same signal). Changes made
 //! by other replicas are seen by polling the task row (see `grpc::tasks`), so this hub only
 //! shortens the local path.
 use std::sync::Arc;
 
 use tokio::sync::{Notify, broadcast, watch};
+use tokio_util::sync::CancellationToken;
 
 use crate::domain::task::TaskUpdate;
 
@@ -25,22 +27,19 @@ struct Inner {
     work: Notify,
     changes: broadcast::Sender<Arc<TaskChanged>>,
     events: watch::Sender<u64>,
-    shutdown_tx: watch::Sender<bool>,
-    shutdown_rx: watch::Receiver<bool>,
+    shutdown: CancellationToken,
 }
 
 impl Default for Hub {
     fn default() -> Self {
         let (changes, _) = broadcast::channel(1024);
-        let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (events, _) = watch::channel(0);
         Hub {
             inner: std::sync::Arc::new(Inner {
                 work: Notify::new(),
                 changes,
                 events,
-                shutdown_tx,
-                shutdown_rx,
+                shutdown: CancellationToken::new(),
             }),
         }
     }
@@ -87,16 +86,21 @@ impl Hub {
     }
 
     pub fn shut_down(&self) {
-        let _ = self.inner.shutdown_tx.send(true);
+        self.inner.shutdown.cancel();
     }
 
     pub fn is_shutting_down(&self) -> bool {
-        *self.inner.shutdown_rx.borrow()
+        self.inner.shutdown.is_cancelled()
     }
 
     /// Resolves once shutdown has begun.
     pub async fn shutting_down(&self) {
-        let mut rx = self.inner.shutdown_rx.clone();
-        let _ = rx.wait_for(|down| *down).await;
+        self.inner.shutdown.cancelled().await;
+    }
+
+    /// The shutdown signal itself, for what stops with the process but does not need the rest
+    /// of the hub (the health-only port, `/metrics`, the gauge sampler).
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.inner.shutdown.clone()
     }
 }

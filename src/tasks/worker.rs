@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde_json::Map;
 use tokio::task::JoinSet;
+use tokio_util::task::TaskTracker;
 
 use super::Hub;
 use super::products::{ProductCall, Products, RetryPolicy};
@@ -58,14 +59,15 @@ struct Worker {
     products: Arc<dyn Products>,
 }
 
-/// Starts the worker loops and the purge loop; they stop when the hub shuts down.
+/// Starts the worker loops and the purge loop on `tasks`, so that whoever owns the tracker can
+/// wait for them; they stop when the hub shuts down, each after its current item.
 pub fn spawn_workers(
     store: Store,
     config: WorkerConfig,
     hub: Hub,
     products: Arc<dyn Products>,
-) -> JoinSet<()> {
-    let mut set = JoinSet::new();
+    tasks: &TaskTracker,
+) {
     let owner = format!("worker-{}", uuid::Uuid::new_v4().simple());
     let worker = Worker {
         store: store.clone(),
@@ -74,10 +76,9 @@ pub fn spawn_workers(
         products,
     };
     for slot in 0..config.concurrency.max(1) {
-        set.spawn(work_loop(worker.clone(), format!("{owner}-{slot}")));
+        tasks.spawn(work_loop(worker.clone(), format!("{owner}-{slot}")));
     }
-    set.spawn(purge_loop(store, config, hub));
-    set
+    tasks.spawn(purge_loop(store, config, hub));
 }
 
 async fn work_loop(worker: Worker, owner: String) {

@@ -6,9 +6,10 @@ use std::time::Duration;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::store::Store;
-use crate::tasks::Hub;
 
 pub const RPC_REQUESTS: &str = "roster_rpc_requests_total";
 pub const RPC_DURATION: &str = "roster_rpc_duration_seconds";
@@ -42,8 +43,9 @@ pub fn handle() -> &'static PrometheusHandle {
     })
 }
 
-/// Serves `GET /metrics` in the Prometheus text format until `hub` shuts down.
-pub async fn serve(listener: TcpListener, hub: Hub) {
+/// Serves `GET /metrics` in the Prometheus text format until `stop`. Each connection is answered
+/// on `tasks`, so the tracker's owner also waits for answers already under way.
+pub async fn serve(listener: TcpListener, stop: CancellationToken, tasks: TaskTracker) {
     let handle = handle();
     loop {
         let (mut socket, _) = tokio::select! {
@@ -51,10 +53,10 @@ pub async fn serve(listener: TcpListener, hub: Hub) {
                 Ok(accepted) => accepted,
                 Err(_) => continue,
             },
-            () = hub.shutting_down() => return,
+            () = stop.cancelled() => return,
         };
         let body = handle.render();
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             let mut request = [0u8; 1024];
             let n = match tokio::time::timeout(Duration::from_secs(5), socket.read(&mut request))
                 .await
@@ -79,8 +81,10 @@ pub async fn serve(listener: TcpListener, hub: Hub) {
     }
 }
 
-/// Samples gauges that live in the database or the pool, every few seconds.
-pub async fn sample(store: Store, hub: Hub) {
+/// Samples gauges that live in the database or the pool, every few seconds, until `stop`.
+/// `store` is the server's own (its pool, its clock), so the pool gauges describe the pool that
+/// serves calls and the oldest pending age is measured by the configured clock.
+pub async fn sample(store: Store, stop: CancellationToken) {
     loop {
         if let Ok(queue) = store.task_queue().await {
             metrics::gauge!(TASK_QUEUE_DEPTH).set(queue.depth as f64);
@@ -91,7 +95,7 @@ pub async fn sample(store: Store, hub: Hub) {
         metrics::gauge!(DB_POOL_SIZE).set(pool.size as f64);
         tokio::select! {
             () = tokio::time::sleep(Duration::from_secs(5)) => {}
-            () = hub.shutting_down() => return,
+            () = stop.cancelled() => return,
         }
     }
 }

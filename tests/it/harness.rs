@@ -115,6 +115,44 @@ impl TestDb {
     pub fn url(&self) -> &str {
         &self.url
     }
+
+    /// What still holds this database open, as an operator would look: on PostgreSQL the
+    /// sessions `pg_stat_activity` lists for it; on SQLite its write-ahead log, which SQLite folds
+    /// back and removes when the last connection closes. `None` when nothing does.
+    pub async fn held_open(&self) -> Option<String> {
+        match &self._cleanup {
+            Cleanup::Sqlite(_) => {
+                let path = self
+                    .url
+                    .strip_prefix("sqlite://")
+                    .and_then(|rest| rest.split('?').next())
+                    .expect("a sqlite:// URL");
+                let wal = format!("{path}-wal");
+                std::path::Path::new(&wal)
+                    .exists()
+                    .then(|| format!("{wal} exists"))
+            }
+            Cleanup::Postgres { admin_url, name } => {
+                let mut options = ConnectOptions::new(admin_url.clone());
+                options.max_connections(1).sqlx_logging(false);
+                let conn = Database::connect(options)
+                    .await
+                    .unwrap_or_else(|e| panic!("connect to {admin_url}: {e}"));
+                let row = conn
+                    .query_one_raw(sea_orm::Statement::from_sql_and_values(
+                        sea_orm::DatabaseBackend::Postgres,
+                        "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = $1",
+                        [name.clone().into()],
+                    ))
+                    .await
+                    .expect("read pg_stat_activity")
+                    .expect("count(*) gives a row");
+                let _ = conn.close().await;
+                let n: i64 = row.try_get("", "n").expect("count column");
+                (n > 0).then(|| format!("{n} sessions on {name}"))
+            }
+        }
+    }
 }
 
 /// `roster_test_<pid>_<counter>_<time>`: unique within this run and across runs.

@@ -35,6 +35,7 @@ mod ops_listen;
 mod ops_metrics;
 mod ops_nodelay;
 mod ops_otlp;
+mod ops_run;
 mod ops_shedding;
 mod ops_shutdown;
 mod ops_support;

@@ -70,6 +70,9 @@ pub struct InProcess {
     _db: Arc<TestDb>,
 }
 
+/// The shutdown future handed to `run`/`serve`: boxed, so one launcher serves both.
+type Shutdown = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
 impl InProcess {
     /// Starts `run` on `listener` with the default config plus the database, the listen address
     /// and `tweak`; does not wait for SERVING (see `wait_serving`).
@@ -79,6 +82,35 @@ impl InProcess {
         tweak: impl FnOnce(&mut roster::Config),
     ) -> Self {
         let addr = listener.local_addr().expect("listener address");
+        Self::start(addr, db, tweak, move |config, shutdown| {
+            roster::run(config, listener, shutdown)
+        })
+    }
+
+    /// Starts `serve` on `listeners` (health-only and metrics ports included, bound by the test)
+    /// with its background work on `tasks`, so the test can see what is still running.
+    pub fn launch_serve(
+        listeners: roster::server::Listeners,
+        tasks: tokio_util::task::TaskTracker,
+        db: Arc<TestDb>,
+        tweak: impl FnOnce(&mut roster::Config),
+    ) -> Self {
+        let addr = listeners.main.local_addr().expect("listener address");
+        Self::start(addr, db, tweak, move |config, shutdown| {
+            roster::server::serve(config, listeners, tasks, shutdown)
+        })
+    }
+
+    fn start<F, R>(
+        addr: SocketAddr,
+        db: Arc<TestDb>,
+        tweak: impl FnOnce(&mut roster::Config),
+        run: F,
+    ) -> Self
+    where
+        F: FnOnce(roster::Config, Shutdown) -> R + Send + 'static,
+        R: std::future::Future<Output = anyhow::Result<()>> + Send,
+    {
         let mut config = roster::Config {
             database_url: db.url().to_owned(),
             listen: addr,
@@ -88,18 +120,23 @@ impl InProcess {
         tweak(&mut config);
         let (shutdown, shutdown_rx) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
-            let shutdown = async move {
+            let shutdown: Shutdown = Box::pin(async move {
                 let _ = shutdown_rx.await;
-            };
-            roster::run(config, listener, shutdown)
-                .await
-                .map_err(|e| format!("{e:#}"))
+            });
+            run(config, shutdown).await.map_err(|e| format!("{e:#}"))
         });
         InProcess {
             addr,
             shutdown: Some(shutdown),
             server: Some(server),
             _db: db,
+        }
+    }
+
+    /// Signals shutdown without waiting for `run` to return (see `stop`).
+    pub fn begin_shutdown(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
         }
     }
 
