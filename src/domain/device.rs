@@ -1,7 +1,7 @@
 //! Devices registered for push notifications.
 use serde::{Deserialize, Serialize};
 
-use super::user::Micros;
+use super::time::Micros;
 use crate::error::{Error, FieldViolation};
 
 /// Most devices a user keeps; adding one more replaces the oldest.

@@ -1,5 +1,6 @@
 //! The change feed's vocabulary: who acted, what happened.
-use super::user::{Micros, User};
+use super::time::Micros;
+use super::user::User;
 
 /// Who made a change: the authenticated calling service (if any) and the request's
 /// `created_by_id` (if given).

@@ -10,8 +10,8 @@ use std::fmt;
 
 use serde_json::{Map, Number, Value};
 
+use super::time::Micros;
 use super::time::parse_rfc3339;
-use super::user::Micros;
 use crate::error::Error;
 
 /// Deepest nesting of filter objects (`$and`/`$or`/`$nor` each add a level; the top is level 1).

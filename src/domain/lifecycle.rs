@@ -138,7 +138,7 @@ impl DeleteOptionsInput {
             ("new_call_owner_id", &self.new_call_owner_id),
         ] {
             if let Some(problem) = (!id.is_empty())
-                .then(|| super::user::id_problem(id))
+                .then(|| super::ids::id_problem(id))
                 .flatten()
             {
                 bad.push(FieldViolation::new(field, problem));
@@ -179,7 +179,7 @@ pub fn check_ids(ids: &[String]) -> Result<(), Error> {
     let mut seen = std::collections::HashSet::new();
     let mut bad = Vec::new();
     for (i, id) in ids.iter().enumerate() {
-        if let Some(problem) = super::user::id_problem(id) {
+        if let Some(problem) = super::ids::id_problem(id) {
             bad.push(FieldViolation::new(format!("user_ids[{i}]"), problem));
         } else if !seen.insert(id) {
             bad.push(FieldViolation::new(

@@ -1,6 +1,7 @@
 pub mod device;
 pub mod event;
 pub mod filter;
+pub mod ids;
 pub mod lifecycle;
 pub mod moderation;
 pub mod partial;

@@ -2,7 +2,8 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use super::user::{Micros, id_problem};
+use super::ids::id_problem;
+use super::time::Micros;
 use crate::error::{Error, FieldViolation};
 
 /// Longest ban with an expiry (about ten years); a longer ban is a ban without expiry

@@ -4,9 +4,10 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
+use super::time::Micros;
 use super::time::{format_rfc3339, parse_rfc3339};
 use super::user::{
-    CALLER_FIELDS, Micros, PrivacySettings, PushNotifications, SERVER_FIELDS, UserFields,
+    CALLER_FIELDS, PrivacySettings, PushNotifications, SERVER_FIELDS, UserFields,
     dotted_key_violation,
 };
 use crate::error::FieldViolation;

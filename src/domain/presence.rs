@@ -2,7 +2,8 @@
 //! it whenever a user is read, never stored.
 use std::time::Duration;
 
-use super::user::{Micros, User};
+use super::time::Micros;
+use super::user::User;
 
 pub const DEFAULT_PRESENCE_WINDOW: Duration = Duration::from_secs(60);
 

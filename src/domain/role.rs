@@ -1,5 +1,5 @@
 //! Roles: who may hold what.
-use super::user::Micros;
+use super::time::Micros;
 
 pub const MAX_CUSTOM_ROLES: u64 = 25;
 pub const MAX_ROLE_CHARS: usize = 64;

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use super::user::Micros;
+/// Microseconds since the Unix epoch. Every instant roster stores has this form.
+pub type Micros = i64;
 
 /// The system clock. Code that stamps or compares instants reads a [`Clock`] instead, so that
 /// tests can move time forward.

@@ -12,7 +12,9 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::user::{Micros, User, id_problem};
+use super::ids::id_problem;
+use super::time::Micros;
+use super::user::User;
 use crate::error::{Error, Forbidden, TokenRejection};
 
 /// HS256 keys shorter than the hash output are weak (RFC 7518, section 3.2).

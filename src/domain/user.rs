@@ -7,8 +7,8 @@ use serde_json::{Map, Value};
 use super::device::Device;
 use super::moderation::Ban;
 
-/// Microseconds since the Unix epoch. Every instant roster stores has this form.
-pub type Micros = i64;
+use super::ids::id_problem;
+use super::time::Micros;
 
 /// A stored user: caller-set fields plus the fields roster manages.
 #[derive(Debug, Clone, PartialEq)]
@@ -112,40 +112,11 @@ pub const SERVER_FIELDS: [&str; 16] = [
 
 /// Caller data (custom plus the caller-set fields) per user, serialized.
 pub const MAX_CALLER_DATA_BYTES: usize = 5 * 1024;
-pub const MAX_ID_CHARS: usize = 255;
 pub const MAX_LANGUAGE_CHARS: usize = 16;
 pub const MAX_TEAMS: usize = 100;
 pub const MAX_TEAM_CHARS: usize = 255;
 /// Nesting depth of custom data; deeper documents are refused before they reach the database.
 pub const MAX_CUSTOM_DEPTH: usize = 32;
-
-/// Why an id is not acceptable, if it is not.
-pub fn id_problem(id: &str) -> Option<String> {
-    if id.is_empty() {
-        return Some("must not be empty".into());
-    }
-    let chars = id.chars().count();
-    if chars > MAX_ID_CHARS {
-        return Some(format!(
-            "must be at most {MAX_ID_CHARS} characters, got {chars}"
-        ));
-    }
-    if let Some(bad) = id
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || "@_-".contains(*c)))
-    {
-        return Some(format!("may contain only a-z A-Z 0-9 @ _ -, found {bad:?}"));
-    }
-    None
-}
-
-/// An id given in a request field of its own (`user_id`, `target_user_id`), checked.
-pub fn check_id(field: &str, id: &str) -> Result<(), crate::error::Error> {
-    match id_problem(id) {
-        Some(problem) => Err(crate::error::Error::invalid(field, problem)),
-        None => Ok(()),
-    }
-}
 
 /// How a role may be used, as the store knows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,9 +4,8 @@ use serde_json::{Map, Number, Value};
 
 use crate::domain::device::Device;
 use crate::domain::presence::AsOf;
-use crate::domain::user::{
-    Micros, PrivacySetting, PrivacySettings, PushNotifications, User, UserFields,
-};
+use crate::domain::time::Micros;
+use crate::domain::user::{PrivacySetting, PrivacySettings, PushNotifications, User, UserFields};
 use crate::error::{Error, FieldViolation};
 use crate::pb;
 

@@ -5,7 +5,7 @@ use super::caller;
 use super::convert;
 use crate::domain::device::{NewDevice, device_id_problem};
 use crate::domain::event::Actor;
-use crate::domain::user::check_id;
+use crate::domain::ids::check_id;
 use crate::error::Error;
 use crate::pb::{self, device_service_server::DeviceService};
 use crate::store::Store;

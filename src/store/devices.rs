@@ -6,7 +6,7 @@ use super::Store;
 use super::entities::device::{self, Column as D};
 use super::events::{self, NewEvent};
 use super::moderation::touch_updated_at;
-use super::users::lock_live_user;
+use super::user_rows::lock_live_user;
 use crate::domain::device::{Device, MAX_DEVICES_PER_USER, NewDevice};
 use crate::domain::event::{Actor, EventKind};
 use crate::error::{Error, Result};

@@ -16,7 +16,8 @@ use super::entities::{event_horizon, user, user_event};
 use super::values_list::push_row;
 use crate::domain::device::Device;
 use crate::domain::event::{Actor, Event, EventKind};
-use crate::domain::user::{Micros, User};
+use crate::domain::time::Micros;
+use crate::domain::user::User;
 use crate::error::{Error, Result};
 
 /// Advisory lock key writers share while they append ("feed"); anything that appends events to
@@ -49,7 +50,7 @@ struct Snapshot {
 
 impl NewEvent {
     /// An event about `user`, which must carry its devices and blocks (see
-    /// `users::attach_relations`): the snapshot is the user as it is after the change.
+    /// `user_rows::attach_relations`): the snapshot is the user as it is after the change.
     pub fn user(kind: EventKind, user: &User) -> Self {
         let snapshot = Snapshot {
             row: user::Model::from(user),

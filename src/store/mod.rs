@@ -10,13 +10,15 @@ mod replace;
 mod roles;
 mod tasks;
 mod tokens;
+mod user_rows;
 mod users;
 mod values_list;
 
 pub use events::FEED_WRITERS_LOCK;
 pub use moderation::BanPage;
 pub use tasks::{Claimed, ItemCommit, NewTask, PendingItem, TaskQueue};
-pub use users::{REPLACED_COLUMNS, UserPage, select_user_by_id};
+pub use user_rows::{REPLACED_COLUMNS, select_user_by_id};
+pub use users::UserPage;
 
 use std::{sync::Arc, time::Duration};
 
@@ -30,7 +32,7 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::domain::presence::{AsOf, Presence};
 use crate::domain::time::Clock;
-use crate::domain::user::Micros;
+use crate::domain::time::Micros;
 use crate::error::Result;
 
 /// Key of the PostgreSQL advisory lock that makes concurrent starts migrate once.

@@ -10,7 +10,7 @@ use super::Store;
 use super::entities::user::{self, Column as U};
 use super::entities::user_block::{self, Column as B};
 use super::events::{self, NewEvent};
-use super::users::{attach_relations, lock_live_user};
+use super::user_rows::{attach_relations, lock_live_user};
 use crate::domain::event::{Actor, EventKind};
 use crate::domain::moderation::{
     Ban, BanQuery, BanRequest, Block, MAX_BLOCKS_PER_USER, ban_page_token,

@@ -54,9 +54,9 @@ pub fn select_users(
         as_of,
     };
     sql.push("SELECT ");
-    sql.push(super::users::user_columns());
+    sql.push(super::user_rows::user_columns());
     sql.push(", ");
-    sql.push(super::users::OWNS_COLUMNS);
+    sql.push(super::user_rows::OWNS_COLUMNS);
     sql.push(" FROM users WHERE users.deleted_at IS NULL");
     if !query.include_deactivated {
         sql.push(" AND users.deactivated_at IS NULL");

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use sea_orm::DatabaseConnection;
 use tokio::sync::oneshot;
 
-use super::users::{USERS_BY_ID_PADDED, users_by_id};
+use super::user_rows::{USERS_BY_ID_PADDED, users_by_id};
 use crate::domain::user::User;
 use crate::error::{Error, Result};
 

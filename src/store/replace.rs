@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use sea_orm::{ConnectionTrait, DbErr, IdenStatic, Statement, Value};
 
 use super::entities::user::Column;
-use super::users::{OWNS_COLUMNS, Owns, REPLACED_COLUMNS};
+use super::user_rows::{OWNS_COLUMNS, Owns, REPLACED_COLUMNS};
 use super::values_list::push_row;
 use crate::domain::moderation::Ban;
 use crate::domain::user::User;

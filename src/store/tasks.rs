@@ -19,7 +19,8 @@ use crate::domain::lifecycle::{DeleteOptions, UserDeletion};
 use crate::domain::task::{
     ItemOutcome, Task, TaskError, TaskKind, TaskPayload, TaskStatus, TaskUpdate,
 };
-use crate::domain::user::{Micros, User};
+use crate::domain::time::Micros;
+use crate::domain::user::User;
 use crate::error::{Error, Result};
 
 /// A lifecycle request, validated, ready to enqueue.
@@ -97,7 +98,8 @@ impl Store {
                 return Ok((seen.id, Vec::new()));
             }
         }
-        let mut by_id = super::users::lock_user_rows(&tx.txn, new.user_ids.iter().cloned()).await?;
+        let mut by_id =
+            super::user_rows::lock_user_rows(&tx.txn, new.user_ids.iter().cloned()).await?;
         let now = self.now();
         let TaskPayload::V1(payload) = &new.payload;
         let delete = payload.delete.clone().unwrap_or_default();
@@ -107,7 +109,7 @@ impl Store {
         let mut changes: Vec<(user::ActiveModel, Vec<String>)> = Vec::new();
         let mut owns = Vec::with_capacity(new.user_ids.len());
         for id in &new.user_ids {
-            let super::users::UserRow {
+            let super::user_rows::UserRow {
                 model: row,
                 owns: owned,
             } = by_id
@@ -133,7 +135,7 @@ impl Store {
                 .exec(&tx.txn)
                 .await?;
         }
-        super::users::attach_owned(&tx.txn, &mut users, &owns).await?;
+        super::user_rows::attach_owned(&tx.txn, &mut users, &owns).await?;
         if changed_users.is_empty() && new.kind.no_task_without_change() {
             // Nothing was written; the transaction ends without a task.
             return Ok((String::new(), users));

@@ -5,9 +5,10 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use super::Store;
 use super::entities::user::{self, Column as U};
 use super::events::{self, NewEvent};
-use super::users::{attach_relations, lock_users};
+use super::user_rows::{attach_relations, lock_users};
 use crate::domain::event::{Actor, EventKind};
-use crate::domain::user::{Micros, User};
+use crate::domain::time::Micros;
+use crate::domain::user::User;
 use crate::error::{Error, Result};
 
 impl Store {

@@ -5,7 +5,8 @@
 //! realistic JSON document (about 300 bytes). Role and team are drawn independently (from a hash
 //! of the user's number), so `role = user AND team = team-3` matches 1 user in 80.
 use anyhow::Context;
-use roster::domain::user::{Micros, User};
+use roster::domain::time::Micros;
+use roster::domain::user::User;
 use roster::pb;
 use roster::store::entities::user;
 use sea_orm::{

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use roster::domain::user::Micros;
+use roster::domain::time::Micros;
 use roster::store::entities::user;
 use sea_orm::sqlx::{
     self, ConnectOptions, PgPool, SqlitePool,

@@ -91,7 +91,7 @@ impl From<Model> for User {
                 shadow: m.shadow_banned,
                 banned_by_id: m.banned_by_id,
             }),
-            // Rows of their own: `store::users::attach_relations` loads them.
+            // Rows of their own: `store::user_rows::attach_relations` loads them.
             devices: Vec::new(),
             blocked_user_ids: Vec::new(),
         }
