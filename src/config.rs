@@ -110,7 +110,7 @@ pub fn flag_defaults_json() -> String {
 pub struct DatabaseArgs {
     /// Database URL: `sqlite://FILE?mode=rwc` or `postgres://USER@HOST/DB`.
     #[arg(long, env = "ROSTER_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
-    pub database_url: String,
+    pub database_url: DatabaseUrl,
     /// A file holding the database URL (instead of `--database-url`).
     #[arg(long, env = "ROSTER_DATABASE_URL_FILE")]
     pub database_url_file: Option<PathBuf>,
@@ -125,7 +125,7 @@ impl DatabaseArgs {
             self.database_url = std::fs::read_to_string(path)
                 .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?
                 .trim()
-                .to_owned();
+                .into();
         }
         Ok(())
     }
@@ -171,7 +171,7 @@ pub struct Config {
     /// Database URL: `sqlite://FILE?mode=rwc` (default, created on first start) or
     /// `postgres://USER@HOST/DB`.
     #[arg(long, env = "ROSTER_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
-    pub database_url: String,
+    pub database_url: DatabaseUrl,
     /// gRPC listen address.
     #[arg(long, env = "ROSTER_LISTEN", default_value = "0.0.0.0:50051")]
     pub listen: SocketAddr,
@@ -227,7 +227,7 @@ pub struct Config {
         value_delimiter = ',',
         hide_env_values = true
     )]
-    pub api_secrets: Vec<String>,
+    pub api_secrets: Vec<Secret>,
     /// A file holding the API secrets (comma- or newline-separated), e.g. a mounted Secret.
     #[arg(long, env = "ROSTER_API_SECRETS_FILE")]
     pub api_secrets_file: Option<PathBuf>,
@@ -307,7 +307,7 @@ impl Secret {
 
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(<redacted>)")
+        f.write_str("***")
     }
 }
 
@@ -316,6 +316,78 @@ impl std::str::FromStr for Secret {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Ok(Secret(s.to_owned()))
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Self {
+        Secret(s.to_owned())
+    }
+}
+
+impl From<String> for Secret {
+    fn from(s: String) -> Self {
+        Secret(s)
+    }
+}
+
+/// A database URL; `Debug` and `Display` show its password as `***`, so a configuration that is
+/// logged or printed never reveals it. `expose` gives the URL to connect with.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with the password of its user part, if any, replaced by `***`.
+    pub fn redacted(&self) -> String {
+        let url = &self.0;
+        let Some((scheme, rest)) = url.split_once("://") else {
+            return url.clone();
+        };
+        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, tail) = rest.split_at(authority_end);
+        match authority.rsplit_once('@') {
+            Some((user_info, host)) => match user_info.split_once(':') {
+                Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
+                None => url.clone(),
+            },
+            None => url.clone(),
+        }
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.redacted())
+    }
+}
+
+impl std::fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl std::str::FromStr for DatabaseUrl {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(DatabaseUrl(s.to_owned()))
+    }
+}
+
+impl From<&str> for DatabaseUrl {
+    fn from(s: &str) -> Self {
+        DatabaseUrl(s.to_owned())
+    }
+}
+
+impl From<String> for DatabaseUrl {
+    fn from(s: String) -> Self {
+        DatabaseUrl(s)
     }
 }
 
@@ -329,16 +401,16 @@ impl Config {
                 text.split([',', '\n'])
                     .map(str::trim)
                     .filter(|s| !s.is_empty())
-                    .map(str::to_owned),
+                    .map(Secret::from),
             );
         }
         if let Some(path) = &self.database_url_file {
             self.database_url = std::fs::read_to_string(path)
                 .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?
                 .trim()
-                .to_owned();
+                .into();
         }
-        self.api_secrets.retain(|s| !s.is_empty());
+        self.api_secrets.retain(|s| !s.expose().is_empty());
         Ok(())
     }
 
@@ -411,7 +483,7 @@ impl Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            database_url: DEFAULT_DATABASE_URL.to_string(),
+            database_url: DEFAULT_DATABASE_URL.into(),
             listen: SocketAddr::from(([0, 0, 0, 0], 50051)),
             log_format: LogFormat::Pretty,
             database_max_connections: 16,
@@ -459,6 +531,66 @@ mod tests {
             user_token_secret_file: file,
             ..Config::default()
         }
+    }
+
+    /// A configuration printed with `{:?}` (a log line, a panic message) shows no secret and no
+    /// database password, from flags, environment variables or files alike.
+    #[test]
+    fn debug_output_shows_secrets_and_url_passwords_as_stars() {
+        let config = Config {
+            api_secrets: vec!["api-secret-one".into(), "api-secret-two".into()],
+            user_token_secret: Some("user-token-secret-0123456789abcdef".into()),
+            database_url: "postgres://roster:hunter2@db.internal:5432/roster?sslmode=require"
+                .into(),
+            ..Config::default()
+        };
+        let shown = format!("{config:?}");
+        for secret in [
+            "api-secret-one",
+            "api-secret-two",
+            "user-token-secret",
+            "hunter2",
+        ] {
+            assert!(!shown.contains(secret), "{secret} shown in {shown}");
+        }
+        assert!(
+            shown.contains("\"postgres://roster:***@db.internal:5432/roster?sslmode=require\""),
+            "{shown}"
+        );
+        assert!(shown.contains("api_secrets: [***, ***]"), "{shown}");
+        // As the command line parses it, for `serve` and for `migrate`.
+        for command in ["serve", "migrate"] {
+            let cli = Cli::try_parse_from([
+                "roster",
+                command,
+                "--database-url",
+                "postgres://u:p%40ss@h/d",
+            ]);
+            let shown = format!("{cli:?}");
+            assert!(cli.is_ok() && !shown.contains("p%40ss"), "{shown}");
+            assert!(shown.contains("postgres://u:***@h/d"), "{shown}");
+        }
+    }
+
+    #[test]
+    fn database_urls_keep_everything_but_the_password() {
+        let redacted = |url: &str| DatabaseUrl::from(url).redacted();
+        assert_eq!(
+            redacted("postgres://u:pw@h:5432/d"),
+            "postgres://u:***@h:5432/d"
+        );
+        assert_eq!(redacted("postgres://u@h/d"), "postgres://u@h/d");
+        assert_eq!(redacted("postgres://h/d?user=u"), "postgres://h/d?user=u");
+        assert_eq!(
+            redacted("sqlite://roster.db?mode=rwc"),
+            "sqlite://roster.db?mode=rwc"
+        );
+        assert_eq!(redacted("postgres://u:p@ss@h/d"), "postgres://u:***@h/d");
+        // The URL to connect with is unchanged.
+        assert_eq!(
+            DatabaseUrl::from("postgres://u:pw@h/d").expose(),
+            "postgres://u:pw@h/d"
+        );
     }
 
     #[test]

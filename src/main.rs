@@ -11,7 +11,7 @@ async fn main() -> anyhow::Result<()> {
         Some(Command::Migrate(mut args)) => {
             let _telemetry = roster::telemetry::init(args.log_format)?;
             args.resolve_files()?;
-            roster::store::Store::migrate(&args.database_url).await?;
+            roster::store::Store::migrate(args.database_url.expose()).await?;
             tracing::info!("database migrated");
             Ok(())
         }

@@ -157,7 +157,7 @@ pub async fn serve(
         ));
     }
 
-    let migrated = prepare_schema(&config.database_url, config.migrate_on_start);
+    let migrated = prepare_schema(config.database_url.expose(), config.migrate_on_start);
     tokio::pin!(shutdown);
     let ready = tokio::select! {
         result = migrated => result,
@@ -167,7 +167,13 @@ pub async fn serve(
         }
     };
     let connected = match ready {
-        Ok(()) => Store::connect(&config.database_url, config.database_max_connections).await,
+        Ok(()) => {
+            Store::connect(
+                config.database_url.expose(),
+                config.database_max_connections,
+            )
+            .await
+        }
         Err(err) => {
             wind_down(&hub, &tasks, grace, None).await;
             return Err(err);

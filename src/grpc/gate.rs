@@ -35,7 +35,7 @@ pub struct GateLayer {
 
 impl GateLayer {
     pub fn new(
-        api_secrets: &[String],
+        api_secrets: &[crate::config::Secret],
         max_concurrent: usize,
         clock: Clock,
         leeway: Duration,
@@ -50,7 +50,7 @@ impl GateLayer {
         validation.validate_nbf = false;
         let keys = api_secrets
             .iter()
-            .map(|s| DecodingKey::from_secret(s.as_bytes()))
+            .map(|s| DecodingKey::from_secret(s.expose().as_bytes()))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| anyhow::anyhow!("an API secret is not usable as an HS256 key: {e}"))?;
         Ok(GateLayer {

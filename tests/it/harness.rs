@@ -254,7 +254,7 @@ impl TestServer {
             .expect("local address of the listener");
         let mut config = roster::Config::default();
         configure(&mut config);
-        config.database_url = db.url().to_owned();
+        config.database_url = db.url().into();
         config.listen = addr;
         let clock = config.clock.clone();
         let (shutdown, shutdown_rx) = oneshot::channel::<()>();

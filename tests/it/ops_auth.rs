@@ -21,7 +21,7 @@ const RETIRED: &str = "retired-secret";
 
 async fn start_authenticated() -> Roster {
     Roster::start(|config| {
-        config.api_secrets = CURRENT.iter().map(|s| (*s).to_owned()).collect();
+        config.api_secrets = CURRENT.iter().map(|s| (*s).into()).collect();
     })
     .await
 }
@@ -297,7 +297,7 @@ async fn caller_token_time_claims_get_the_token_leeway_at_its_edges() {
     }
 
     let strict = Roster::start(|config| {
-        config.api_secrets = CURRENT.iter().map(|s| (*s).to_owned()).collect();
+        config.api_secrets = CURRENT.iter().map(|s| (*s).into()).collect();
         config.token_leeway_seconds = 0;
     })
     .await;

@@ -27,7 +27,7 @@ async fn run_refuses_a_non_loopback_listener_without_secrets() {
     let db = TestDb::create().await;
     let (listener, _) = bind_every_interface().await;
     let config = roster::Config {
-        database_url: db.url().to_owned(),
+        database_url: db.url().into(),
         listen: listener.local_addr().expect("listener address"),
         metrics_listen: None,
         ..roster::Config::default()
@@ -70,7 +70,7 @@ async fn run_serves_a_non_loopback_listener_with_secrets() {
     let db = Arc::new(TestDb::create().await);
     let (listener, loopback) = bind_every_interface().await;
     let mut server = InProcess::launch(listener, db, |config| {
-        config.api_secrets = vec!["s3cret".to_owned()];
+        config.api_secrets = vec!["s3cret".into()];
     });
     let channel = plain_channel(loopback);
     server.wait_serving(&channel).await;
@@ -111,7 +111,7 @@ fn without_secrets_every_interface_is_narrowed_to_loopback() {
     };
     assert_eq!(insecure.effective_listen(), public);
     let with_secrets = roster::Config {
-        api_secrets: vec!["s".to_owned()],
+        api_secrets: vec!["s".into()],
         ..config
     };
     assert_eq!(with_secrets.effective_listen(), public);

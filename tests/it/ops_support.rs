@@ -112,7 +112,7 @@ impl InProcess {
         R: std::future::Future<Output = anyhow::Result<()>> + Send,
     {
         let mut config = roster::Config {
-            database_url: db.url().to_owned(),
+            database_url: db.url().into(),
             listen: addr,
             metrics_listen: None,
             ..roster::Config::default()

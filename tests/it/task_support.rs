@@ -64,7 +64,7 @@ impl Roster {
             .expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("listener address");
         let mut config = roster::Config {
-            database_url: db.url().to_owned(),
+            database_url: db.url().into(),
             listen: addr,
             ..roster::Config::default()
         };
