@@ -17,6 +17,27 @@ impl FieldViolation {
     }
 }
 
+/// An error and every cause behind it, for logs: `database error: error returned from database:
+/// relation "users" does not exist`. A cause whose text its parent already shows is not repeated.
+pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut shown = self.0.to_string();
+        f.write_str(&shown)?;
+        let mut cause = self.0.source();
+        while let Some(next) = cause {
+            let text = next.to_string();
+            if !shown.contains(&text) {
+                write!(f, ": {text}")?;
+                shown = text;
+            }
+            cause = next.source();
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Bad input; nothing was written.
@@ -148,3 +169,22 @@ impl From<sea_orm::TransactionError<Error>> for Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod chain_tests {
+    use super::*;
+
+    #[test]
+    fn a_logged_error_names_its_causes_once_each() {
+        let err = Error::Database(sea_orm::DbErr::Custom(
+            "relation \"users\" does not exist".into(),
+        ));
+        assert_eq!(err.to_string(), "database error");
+        assert_eq!(
+            Chain(&err).to_string(),
+            "database error: Custom Error: relation \"users\" does not exist"
+        );
+        let io = std::io::Error::other("too many open files");
+        assert_eq!(Chain(&io).to_string(), "too many open files");
+    }
+}

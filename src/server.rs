@@ -53,7 +53,7 @@ impl Listeners {
             Some(addr) => match TcpListener::bind(addr).await {
                 Ok(listener) => Some(listener),
                 Err(err) => {
-                    tracing::error!(%addr, error = %err, "cannot serve metrics; continuing without /metrics");
+                    tracing::error!(%addr, error = %crate::error::Chain(&err), "cannot serve metrics; continuing without /metrics");
                     None
                 }
             },
@@ -143,7 +143,7 @@ pub async fn serve(
                 )
                 .await;
             if let Err(err) = served {
-                tracing::error!(error = %err, "the health-only port failed");
+                tracing::error!(error = %crate::error::Chain(&err), "the health-only port failed");
             }
         });
     }
@@ -383,7 +383,7 @@ async fn prepare_schema(url: &str, migrate: bool) -> anyhow::Result<()> {
         match attempt {
             Ok(()) => return Ok(()),
             Err(err) if Store::is_unreachable(&err) => {
-                tracing::warn!(error = %err, retry_in = ?delay, "database not reachable yet");
+                tracing::warn!(error = %crate::error::Chain(&err), retry_in = ?delay, "database not reachable yet");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(5));
             }

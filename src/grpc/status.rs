@@ -116,7 +116,7 @@ impl From<Error> for Status {
                 info(Code::PermissionDenied, reason, "user_id", user_id)
             }
             Error::Unavailable(cause) => {
-                tracing::warn!(error = %cause, "database unavailable");
+                tracing::warn!(error = %crate::error::Chain(&cause), "database unavailable");
                 let details = ErrorInfo::new("DATABASE_UNAVAILABLE", DOMAIN, HashMap::new());
                 Status::with_error_details_vec(
                     Code::Unavailable,
@@ -125,7 +125,7 @@ impl From<Error> for Status {
                 )
             }
             Error::Database(cause) => {
-                tracing::error!(error = %cause, "database error");
+                tracing::error!(error = %crate::error::Chain(&cause), "database error");
                 Status::internal("internal error")
             }
             Error::Internal(cause) => {

@@ -100,7 +100,7 @@ async fn work_loop(worker: Worker, owner: String) {
                 }
             }
             Err(err) => {
-                tracing::warn!(error = %err, "claiming a task failed");
+                tracing::warn!(error = %crate::error::Chain(&err), "claiming a task failed");
                 tokio::select! {
                     () = tokio::time::sleep(config.poll) => {}
                     () = hub.shutting_down() => {}
@@ -131,17 +131,17 @@ async fn run_task(worker: &Worker, owner: &str, claimed: Claimed) {
     match outcome {
         Ok(Finish::AllDone) => {
             if let Err(err) = store.complete_task(&claimed.id, owner).await {
-                tracing::warn!(error = %err, "completing the task failed; it will be retried");
+                tracing::warn!(error = %crate::error::Chain(&err), "completing the task failed; it will be retried");
             }
         }
         Ok(Finish::Finished | Finish::Stopped) => {}
         Ok(Finish::ShuttingDown) => {
             if let Err(err) = store.release_lease(&claimed.id, owner).await {
-                tracing::warn!(error = %err, "releasing the lease failed; it will expire");
+                tracing::warn!(error = %crate::error::Chain(&err), "releasing the lease failed; it will expire");
             }
         }
         Err(err) => {
-            tracing::warn!(error = %err, "task interrupted; another attempt will resume it")
+            tracing::warn!(error = %crate::error::Chain(&err), "task interrupted; another attempt will resume it")
         }
     }
     hub.task_changed(&claimed.id);
@@ -376,7 +376,9 @@ async fn heartbeat(
                 lost.store(true, Ordering::Relaxed);
                 return;
             }
-            Err(err) => tracing::warn!(error = %err, "renewing the lease failed"),
+            Err(err) => {
+                tracing::warn!(error = %crate::error::Chain(&err), "renewing the lease failed")
+            }
         }
     }
 }
@@ -390,7 +392,7 @@ async fn purge_loop(store: Store, config: WorkerConfig, hub: Hub) {
         match store.purge_tasks(before).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(purged = n, "purged finished tasks past retention"),
-            Err(err) => tracing::warn!(error = %err, "purging tasks failed"),
+            Err(err) => tracing::warn!(error = %crate::error::Chain(&err), "purging tasks failed"),
         }
         match store
             .purge_events(store.now() - micros(config.event_retention))
@@ -398,7 +400,7 @@ async fn purge_loop(store: Store, config: WorkerConfig, hub: Hub) {
         {
             Ok(0) => {}
             Ok(n) => tracing::info!(purged = n, "purged change-feed events past retention"),
-            Err(err) => tracing::warn!(error = %err, "purging events failed"),
+            Err(err) => tracing::warn!(error = %crate::error::Chain(&err), "purging events failed"),
         }
         tokio::select! {
             () = tokio::time::sleep(every) => {}
