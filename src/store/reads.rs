@@ -144,11 +144,17 @@ struct Slot {
 impl Drop for Slot {
     fn drop(&mut self) {
         let mut queue = self.reads.queue();
-        if queue.waiting.is_empty() {
-            queue.in_flight -= 1;
-        } else {
-            drop(queue);
-            tokio::spawn(Arc::clone(&self.reads).send_until_empty(self.db.clone()));
+        // Outside a runtime (only while one is torn down) nothing could answer the waiting
+        // reads anyway; spawning there would panic.
+        match (
+            queue.waiting.is_empty(),
+            tokio::runtime::Handle::try_current(),
+        ) {
+            (false, Ok(runtime)) => {
+                drop(queue);
+                runtime.spawn(Arc::clone(&self.reads).send_until_empty(self.db.clone()));
+            }
+            _ => queue.in_flight -= 1,
         }
     }
 }
