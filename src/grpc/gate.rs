@@ -16,7 +16,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use super::CallerIdentity;
 use crate::domain::time::Clock;
 use crate::domain::token::{TimeClaims, TimeProblem};
-use crate::telemetry::metrics::{RPC_DURATION, RPC_REQUESTS, RPC_SHED};
+use crate::telemetry::metrics::{RPC_DURATION, RPC_REQUESTS, RPC_SHED, RPC_UNROUTED};
 
 struct GateState {
     /// One key per configured API secret (several, for rotation). Empty: no authentication.
@@ -128,6 +128,42 @@ impl GateState {
     }
 }
 
+/// The RPC a request path names (`roster.v1.UserService/GetUser`), if it is one roster serves:
+/// roster's services as the generated descriptors list them, health and reflection. Anything else
+/// is `None`, so that metric labels come from this fixed set and never from the caller.
+fn known_method(path: &str) -> Option<&'static str> {
+    use std::collections::HashSet;
+    use std::sync::OnceLock;
+    static KNOWN: OnceLock<HashSet<String>> = OnceLock::new();
+    let known = KNOWN.get_or_init(|| {
+        use prost::Message;
+        let mut known: HashSet<String> = [
+            "grpc.health.v1.Health/Check",
+            "grpc.health.v1.Health/Watch",
+            "grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+            "grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+        let files = prost_types::FileDescriptorSet::decode(crate::pb::FILE_DESCRIPTOR_SET)
+            .map(|set| set.file)
+            .unwrap_or_default();
+        for file in files {
+            let package = file.package.unwrap_or_default();
+            for service in file.service {
+                let service_name = service.name.unwrap_or_default();
+                for method in service.method {
+                    let method = method.name.unwrap_or_default();
+                    known.insert(format!("{package}.{service_name}/{method}"));
+                }
+            }
+        }
+        known
+    });
+    known.get(path.trim_start_matches('/')).map(String::as_str)
+}
+
 fn is_open(path: &str) -> bool {
     path.starts_with("/grpc.health.v1.") || path.starts_with("/grpc.reflection.")
 }
@@ -162,13 +198,14 @@ where
     fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let method = request.uri().path().trim_start_matches('/').to_owned();
+        let method = known_method(request.uri().path());
+        let name = method.unwrap_or("unknown");
         let span = tracing::info_span!(
             "rpc",
-            otel.name = %method,
+            otel.name = name,
             otel.kind = "server",
             rpc.system = "grpc",
-            rpc.method = %method,
+            rpc.method = name,
             rpc.grpc.status_code = tracing::field::Empty,
             caller = tracing::field::Empty,
             user_ids = tracing::field::Empty,
@@ -178,9 +215,13 @@ where
         });
         let _ = span.set_parent(parent);
         let started = Instant::now();
-        let finish = move |span: &tracing::Span, method: String, code: i32| {
+        let finish = move |span: &tracing::Span, method: Option<&'static str>, code: i32| {
             span.record("rpc.grpc.status_code", code);
-            let labels = [("method", method), ("code", code_name(code).to_owned())];
+            let Some(method) = method else {
+                metrics::counter!(RPC_UNROUTED).increment(1);
+                return;
+            };
+            let labels = [("method", method), ("code", code_name(code))];
             metrics::counter!(RPC_REQUESTS, &labels).increment(1);
             metrics::histogram!(RPC_DURATION, &labels).record(started.elapsed().as_secs_f64());
         };

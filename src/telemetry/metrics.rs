@@ -14,6 +14,9 @@ use crate::store::Store;
 pub const RPC_REQUESTS: &str = "roster_rpc_requests_total";
 pub const RPC_DURATION: &str = "roster_rpc_duration_seconds";
 pub const RPC_SHED: &str = "roster_rpc_shed_total";
+/// Requests for a path that names none of roster's RPCs: counted, with no label, so that no
+/// caller can add series by inventing paths.
+pub const RPC_UNROUTED: &str = "roster_rpc_unrouted_total";
 pub const TASK_QUEUE_DEPTH: &str = "roster_task_queue_depth";
 pub const TASK_OLDEST_PENDING_AGE: &str = "roster_task_oldest_pending_age_seconds";
 pub const TASK_DURATION: &str = "roster_task_duration_seconds";

@@ -148,3 +148,82 @@ async fn metrics_endpoint_reports_rpcs_by_method_and_code_and_the_gauges() {
     let (code, _) = http_get(metrics_addr, "/other").await.expect("GET /other");
     assert_eq!(code, 404, "only /metrics is served");
 }
+
+/// The `method` labels of every `roster_rpc_` series on the page.
+fn rpc_methods(text: &str) -> std::collections::BTreeSet<String> {
+    text.lines()
+        .filter(|line| line.starts_with("roster_rpc_"))
+        .filter_map(|line| {
+            let start = line.find("method=\"")? + "method=\"".len();
+            let end = start + line[start..].find('"')?;
+            Some(line[start..end].to_owned())
+        })
+        .collect()
+}
+
+/// Requests for paths roster does not serve, unauthenticated, add no series: labels come only
+/// from roster's own RPC names, and such requests are one counter without a label.
+#[tokio::test]
+async fn a_thousand_invented_paths_add_no_series() {
+    let metrics_addr = free_loopback_addr();
+    let server = Roster::start(|config| {
+        config.metrics_listen = Some(metrics_addr);
+        config.api_secrets = vec!["metrics-test-secret".into()];
+    })
+    .await;
+    let page = || async {
+        let (code, text) = http_get(metrics_addr, "/metrics")
+            .await
+            .expect("GET /metrics");
+        assert_eq!(code, 200, "GET /metrics: {text}");
+        text
+    };
+    let before = page().await;
+    let unrouted_before = sample(&before, "roster_rpc_unrouted_total", &[]).unwrap_or(0.0);
+
+    let mut grpc = tonic::client::Grpc::new(server.channel());
+    let mut invented = Vec::new();
+    for i in 0..1000u64 {
+        let n = i.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let path = match i % 3 {
+            0 => format!("/roster.v1.UserService/Get{n:x}"),
+            1 => format!("/pkg{n:x}.Service/Method"),
+            _ => format!("/{n:x}"),
+        };
+        grpc.ready().await.expect("channel ready");
+        let status = grpc
+            .unary(
+                tonic::Request::new(()),
+                http::uri::PathAndQuery::try_from(path.clone()).expect("a path"),
+                tonic_prost::ProstCodec::<(), ()>::default(),
+            )
+            .await
+            .expect_err("no such RPC, and no token");
+        assert!(
+            matches!(status.code(), Code::Unauthenticated | Code::Unimplemented),
+            "{path}: {status:?}"
+        );
+        invented.push(path);
+    }
+
+    let after = page().await;
+    for path in &invented {
+        let name = path.trim_start_matches('/');
+        assert!(!after.contains(name), "{path} became a label:\n{after}");
+    }
+    let known: std::collections::BTreeSet<String> = rpc_methods(&before)
+        .into_iter()
+        .chain(rpc_methods(&after))
+        .filter(|m| m.starts_with("roster.v1.") || m.starts_with("grpc."))
+        .collect();
+    assert_eq!(
+        rpc_methods(&after).difference(&known).count(),
+        0,
+        "every method label names a real RPC"
+    );
+    let unrouted = sample(&after, "roster_rpc_unrouted_total", &[]).unwrap_or(0.0);
+    assert!(
+        unrouted >= unrouted_before + 1000.0,
+        "the 1000 requests are counted without a label: {unrouted_before} -> {unrouted}"
+    );
+}
