@@ -1,7 +1,7 @@
 //! In-process signals between the RPC handlers and the worker: "there is new work", "task X
 //! changed" (with the change, when the worker committed it), "we are shutting down" (a
 //! `CancellationToken`, so that whatever `server::run` starts stops on the same signal). Changes made
-//! by other replicas are seen by polling the task row (see `grpc::tasks`), so this hub only
+//! by other replicas are seen by polling the task row (see `grpc::tasks`), so this bus only
 //! shortens the local path.
 use std::sync::Arc;
 
@@ -19,7 +19,7 @@ pub struct TaskChanged {
 }
 
 #[derive(Clone)]
-pub struct Hub {
+pub struct Bus {
     inner: std::sync::Arc<Inner>,
 }
 
@@ -30,11 +30,11 @@ struct Inner {
     shutdown: CancellationToken,
 }
 
-impl Default for Hub {
+impl Default for Bus {
     fn default() -> Self {
         let (changes, _) = broadcast::channel(1024);
         let (events, _) = watch::channel(0);
-        Hub {
+        Bus {
             inner: std::sync::Arc::new(Inner {
                 work: Notify::new(),
                 changes,
@@ -45,7 +45,7 @@ impl Default for Hub {
     }
 }
 
-impl Hub {
+impl Bus {
     /// A task was enqueued: wake an idle worker.
     pub fn work_added(&self) {
         self.inner.work.notify_one();
@@ -99,7 +99,7 @@ impl Hub {
     }
 
     /// The shutdown signal itself, for what stops with the process but does not need the rest
-    /// of the hub (the health-only port, `/metrics`, the gauge sampler).
+    /// of the bus (the health-only port, `/metrics`, the gauge sampler).
     pub fn shutdown_token(&self) -> CancellationToken {
         self.inner.shutdown.clone()
     }

@@ -4,12 +4,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{ArgAction, Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use clap::{ArgAction, Args, CommandFactory, Parser, Subcommand};
 use serde::Serialize;
 
 use crate::domain::presence::{DEFAULT_PRESENCE_WINDOW, Presence};
 use crate::domain::time::Clock;
 use crate::domain::token::{DEFAULT_LEEWAY, MAX_LEEWAY, UserTokens};
+use crate::telemetry::LogFormat;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -158,12 +159,6 @@ pub struct HealthcheckArgs {
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://roster.db?mode=rwc";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Pretty,
-    Json,
-}
 
 /// Everything `roster serve` needs.
 #[derive(Debug, Clone, Args)]

@@ -1,5 +1,5 @@
-//! The one error type of roster. Domain rules, the store and the worker all return it; the gRPC
-//! layer maps it to a `tonic::Status` in exactly one place (`grpc::status`).
+//! The one error type of roster. Domain rules, the store and the worker all return it; each front
+//! door maps it to its own wire error in exactly one place (`grpc::status`).
 
 /// One rejected input: where (`users[u1].role`) and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +37,10 @@ impl std::fmt::Display for Chain<'_> {
         Ok(())
     }
 }
+
+/// What a failure underneath roster (the database driver) said, kept for logs. Shared, so that one
+/// failed read can answer every caller that waited on it.
+pub type Cause = std::sync::Arc<dyn std::error::Error + Send + Sync>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -82,9 +86,12 @@ pub enum Error {
     UserForbidden { user_id: String, reason: Forbidden },
     /// The database cannot be reached right now; the caller may retry.
     #[error("database unavailable")]
-    Unavailable(#[source] sea_orm::DbErr),
+    Unavailable(#[source] Cause),
     #[error("database error")]
-    Database(#[source] sea_orm::DbErr),
+    Database(#[source] Cause),
+    /// roster is shutting down: a stream ends with this, and the caller resumes elsewhere.
+    #[error("{0}")]
+    ShuttingDown(&'static str),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -127,47 +134,6 @@ impl Error {
     }
 }
 
-impl From<sea_orm::DbErr> for Error {
-    fn from(err: sea_orm::DbErr) -> Self {
-        use sea_orm::DbErr;
-        match err {
-            DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => Error::Unavailable(err),
-            DbErr::Query(sea_orm::RuntimeErr::SqlxError(ref e))
-            | DbErr::Exec(sea_orm::RuntimeErr::SqlxError(ref e))
-                if is_connection_error(e) =>
-            {
-                Error::Unavailable(err)
-            }
-            other => Error::Database(other),
-        }
-    }
-}
-
-fn is_connection_error(e: &sea_orm::sqlx::Error) -> bool {
-    use sea_orm::sqlx::Error as E;
-    match e {
-        E::Io(_) | E::PoolTimedOut | E::PoolClosed | E::WorkerCrashed | E::Tls(_) => true,
-        // PostgreSQL ends a session this way when it shuts down or restarts, and refuses one
-        // while it starts: SQLSTATE class 08 (connection exception), 57P01 (admin shutdown),
-        // 57P02 (crash shutdown), 57P03 (cannot connect now). The database is unavailable, not
-        // the request wrong.
-        E::Database(db) => db.code().is_some_and(|code| {
-            code.len() == 5
-                && (code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03"))
-        }),
-        _ => false,
-    }
-}
-
-impl From<sea_orm::TransactionError<Error>> for Error {
-    fn from(err: sea_orm::TransactionError<Error>) -> Self {
-        match err {
-            sea_orm::TransactionError::Connection(e) => e.into(),
-            sea_orm::TransactionError::Transaction(e) => e,
-        }
-    }
-}
-
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[cfg(test)]
@@ -176,13 +142,12 @@ mod chain_tests {
 
     #[test]
     fn a_logged_error_names_its_causes_once_each() {
-        let err = Error::Database(sea_orm::DbErr::Custom(
-            "relation \"users\" does not exist".into(),
-        ));
+        let driver = std::io::Error::other("relation \"users\" does not exist");
+        let err = Error::Database(std::sync::Arc::new(driver));
         assert_eq!(err.to_string(), "database error");
         assert_eq!(
             Chain(&err).to_string(),
-            "database error: Custom Error: relation \"users\" does not exist"
+            "database error: relation \"users\" does not exist"
         );
         let io = std::io::Error::other("too many open files");
         assert_eq!(Chain(&io).to_string(), "too many open files");

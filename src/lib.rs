@@ -1,11 +1,19 @@
 //! roster: the user-management service every product of a platform shares.
 //!
-//! Where things live:
-//! - `grpc/`: where requests enter (tonic services, proto <-> domain conversion, status mapping);
-//! - `domain/`: the rules (validation, partial-update merging, the filter language);
+//! Where things live (requests flow down this list, never up):
+//! - `grpc/`: the gRPC door, where requests enter: proto <-> domain conversion, status mapping,
+//!   the gate (authentication, load shedding, metrics), the ports;
+//! - `app/`: the application layer, one method per use case, called by every door;
+//! - `domain/`: the rules (validation, partial-update merging, lifecycle effects, the filter
+//!   language, paging);
 //! - `store/`: the SQL (SeaORM entities and every query);
-//! - `server`: wiring (health, reflection, shutdown); `config`: flags and environment.
+//! - `tasks/` and `feed/`, beside `app`: the durable worker and WatchTask's streams, and the change
+//!   feed's followers; `bus`: in-process signals between them;
+//! - `server`: wiring (what runs, and its orderly stop); `config`: flags and environment;
+//!   `telemetry`: logs, traces and metrics.
 
+pub mod app;
+pub mod bus;
 pub mod config;
 pub mod domain;
 pub mod error;
@@ -16,15 +24,6 @@ pub mod store;
 pub mod tasks;
 pub mod telemetry;
 
-/// The product contract (`roster.product.v1`): roster is its client.
-pub mod product_pb {
-    tonic::include_proto!("roster.product.v1");
-}
-
-pub mod pb {
-    tonic::include_proto!("roster.v1");
-    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("roster_descriptor");
-}
-
 pub use config::Config;
+pub use grpc::{pb, product_pb};
 pub use server::run;

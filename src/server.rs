@@ -1,33 +1,19 @@
 //! Wiring: migrate, then serve every roster service plus health and reflection on one listener,
 //! until the shutdown signal; then drain within the grace period. Everything started here for the
-//! process's lifetime runs on one `TaskTracker` and stops on one `CancellationToken` (the hub's),
+//! process's lifetime runs on one `TaskTracker` and stops on one `CancellationToken` (the bus's),
 //! so `run` returns only once all of it has stopped and the pool is closed.
 use std::{future::Future, sync::Arc, time::Duration};
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::task::TaskTracker;
-use tonic::transport::Server;
-use tonic_health::ServingStatus;
 
+use crate::app::App;
+use crate::bus::Bus;
 use crate::config::Config;
-use crate::grpc::gate::GateLayer;
 use crate::grpc::product_client::ProductClients;
-use crate::grpc::{DeviceApi, EventApi, ModerationApi, RoleApi, TaskApi, TokenApi, UserApi};
-use crate::pb;
+use crate::grpc::server::{Health, MainPort};
 use crate::store::Store;
-use crate::tasks::{Hub, NoProducts, Products, spawn_workers};
-
-/// Services whose health is reported by name, besides the overall "" entry.
-const SERVICE_NAMES: [&str; 7] = [
-    "roster.v1.EventService",
-    "roster.v1.UserService",
-    "roster.v1.RoleService",
-    "roster.v1.TaskService",
-    "roster.v1.ModerationService",
-    "roster.v1.DeviceService",
-    "roster.v1.TokenService",
-];
+use crate::tasks::{NoProducts, Products, spawn_workers};
 
 /// The ports `serve` answers on, bound by the caller: the binary binds the configured
 /// addresses (see `run`); tests bind `127.0.0.1:0` and learn the ports before the server starts.
@@ -116,36 +102,14 @@ pub async fn serve(
             Duration::from_millis(config.product_timeout_ms),
         )?)
     };
-    let reflection_v1 = reflection().build_v1()?;
-    let reflection_v1alpha = reflection().build_v1alpha()?;
-    let tls = tls_config(&config)?;
-    let gate = GateLayer::new(
-        &config.api_secrets,
-        config.max_concurrent_requests,
-        config.clock.clone(),
-        config.token_leeway(),
-    )?;
+    let main_port = MainPort::prepare(&config)?;
 
-    let (health, health_service) = tonic_health::server::health_reporter();
-    set_health(&health, ServingStatus::NotServing).await;
-    let hub = Hub::default();
-    let stop = hub.shutdown_token();
+    let health = Health::new().await;
+    let bus = Bus::default();
+    let stop = bus.shutdown_token();
     let grace = Duration::from_secs(config.shutdown_grace_seconds);
     if let Some(health_listener) = health_listener {
-        let service = health_service.clone();
-        let stop = stop.clone();
-        tasks.spawn(async move {
-            let served = Server::builder()
-                .add_service(service)
-                .serve_with_incoming_shutdown(
-                    TcpListenerStream::new(health_listener),
-                    stop.cancelled_owned(),
-                )
-                .await;
-            if let Err(err) = served {
-                tracing::error!(error = %crate::error::Chain(&err), "the health-only port failed");
-            }
-        });
+        tasks.spawn(health.clone().serve_only(health_listener, stop.clone()));
     }
     crate::telemetry::metrics::handle();
     if let Some(metrics_listener) = metrics_listener {
@@ -162,7 +126,7 @@ pub async fn serve(
     let ready = tokio::select! {
         result = migrated => result,
         () = &mut shutdown => {
-            wind_down(&hub, &tasks, grace, None).await;
+            wind_down(&bus, &tasks, grace, None).await;
             return Ok(());
         }
     };
@@ -175,7 +139,7 @@ pub async fn serve(
             .await
         }
         Err(err) => {
-            wind_down(&hub, &tasks, grace, None).await;
+            wind_down(&bus, &tasks, grace, None).await;
             return Err(err);
         }
     };
@@ -184,7 +148,7 @@ pub async fn serve(
             .with_clock(config.clock.clone())
             .with_presence(config.presence()),
         Err(err) => {
-            wind_down(&hub, &tasks, grace, None).await;
+            wind_down(&bus, &tasks, grace, None).await;
             return Err(err.into());
         }
     };
@@ -196,7 +160,7 @@ pub async fn serve(
         spawn_workers(
             store.clone(),
             config.worker(),
-            hub.clone(),
+            bus.clone(),
             products,
             &tasks,
         );
@@ -204,92 +168,22 @@ pub async fn serve(
         tracing::info!("task worker off: this replica serves calls; another one runs tasks");
     }
 
-    let mut builder = Server::builder()
-        .timeout(Duration::from_secs(config.request_timeout_seconds))
-        .max_connection_age(Duration::from_secs(config.max_connection_age_seconds))
-        .max_connection_age_grace(grace)
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(10)));
-    if let Some(tls) = tls {
-        builder = match builder.tls_config(tls) {
-            Ok(builder) => builder,
-            Err(err) => {
-                wind_down(&hub, &tasks, grace, Some(store)).await;
-                return Err(err.into());
-            }
-        };
-    }
-    let max = config.max_message_bytes;
-    let router = builder
-        .layer(gate)
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(
-            pb::user_service_server::UserServiceServer::new(UserApi::new(
-                store.clone(),
-                hub.clone(),
-            ))
-            .max_decoding_message_size(max),
-        )
-        .add_service(
-            pb::role_service_server::RoleServiceServer::new(RoleApi::new(
-                store.clone(),
-                hub.clone(),
-            ))
-            .max_decoding_message_size(max),
-        )
-        .add_service(
-            pb::event_service_server::EventServiceServer::new(EventApi::new(
-                store.clone(),
-                hub.clone(),
-                &tasks,
-            ))
-            .max_decoding_message_size(max),
-        )
-        .add_service(
-            pb::task_service_server::TaskServiceServer::new(TaskApi::new(
-                store.clone(),
-                hub.clone(),
-                &tasks,
-            ))
-            .max_decoding_message_size(max),
-        )
-        .add_service(
-            pb::moderation_service_server::ModerationServiceServer::new(ModerationApi::new(
-                store.clone(),
-                hub.clone(),
-            ))
-            .max_decoding_message_size(max),
-        )
-        .add_service(
-            pb::device_service_server::DeviceServiceServer::new(DeviceApi::new(
-                store.clone(),
-                hub.clone(),
-            ))
-            .max_decoding_message_size(max),
-        )
-        .add_service(
-            pb::token_service_server::TokenServiceServer::new(TokenApi::new(
-                store.clone(),
-                hub.clone(),
-                user_tokens,
-            ))
-            .max_decoding_message_size(max),
-        );
-
-    // TCP_NODELAY: a response is several small writes (headers, data, trailers); without it the
-    // kernel holds the later ones until the client's delayed ACK, some 40 ms per call.
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let server =
-        tasks.spawn(router.serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned()));
-    set_health(&health, ServingStatus::Serving).await;
+    let app = App::new(store.clone(), bus.clone(), user_tokens, &tasks);
+    let serving = match main_port.serve(app, &health, listener, stop.clone()) {
+        Ok(serving) => serving,
+        Err(err) => {
+            wind_down(&bus, &tasks, grace, Some(store)).await;
+            return Err(err);
+        }
+    };
+    let server = tasks.spawn(serving);
+    health.set_serving(true).await;
     tracing::info!(%addr, "roster is serving");
 
     shutdown.await;
     tracing::info!("shutting down");
-    set_health(&health, ServingStatus::NotServing).await;
-    let drained = wind_down(&hub, &tasks, grace, Some(store)).await;
+    health.set_serving(false).await;
+    let drained = wind_down(&bus, &tasks, grace, Some(store)).await;
     if drained && server.is_finished() {
         server.await??;
     }
@@ -312,8 +206,8 @@ fn check_exposure(config: &Config, listener: &TcpListener) -> anyhow::Result<std
 /// current item and release their leases, the ports stop accepting and drain), waits for it
 /// within `grace`, then closes the pool, so that nothing started by `serve` outlives it. Past the
 /// grace period it gives up waiting (the process is about to exit anyway) and says so; false then.
-async fn wind_down(hub: &Hub, tasks: &TaskTracker, grace: Duration, store: Option<Store>) -> bool {
-    hub.shut_down();
+async fn wind_down(bus: &Bus, tasks: &TaskTracker, grace: Duration, store: Option<Store>) -> bool {
+    bus.shut_down();
     tasks.close();
     let drained = tokio::time::timeout(grace, tasks.wait()).await.is_ok();
     if !drained {
@@ -327,46 +221,6 @@ async fn wind_down(hub: &Hub, tasks: &TaskTracker, grace: Duration, store: Optio
         store.close().await;
     }
     drained
-}
-
-/// Everything `grpcurl list` / `describe` should see, including the google.rpc error details so
-/// that error payloads decode.
-fn reflection() -> tonic_reflection::server::Builder<'static> {
-    tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
-}
-
-/// TLS from the configured PEM files; mutual TLS when a client CA is given.
-fn tls_config(config: &Config) -> anyhow::Result<Option<tonic::transport::ServerTlsConfig>> {
-    use tonic::transport::{Certificate, Identity, ServerTlsConfig};
-    let (cert, key) = match (&config.tls_cert, &config.tls_key, &config.tls_client_ca) {
-        (Some(cert), Some(key), _) => (cert, key),
-        (None, None, None) => return Ok(None),
-        _ => anyhow::bail!(
-            "TLS needs both --tls-cert and --tls-key (and --tls-client-ca only together with them)"
-        ),
-    };
-    let read = |path: &std::path::PathBuf| {
-        std::fs::read(path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))
-    };
-    let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?));
-    if let Some(ca) = &config.tls_client_ca {
-        tls = tls
-            .client_ca_root(Certificate::from_pem(read(ca)?))
-            .client_auth_optional(false);
-    }
-    Ok(Some(tls))
-}
-
-async fn set_health(health: &tonic_health::server::HealthReporter, status: ServingStatus) {
-    health.set_service_status("", status).await;
-    for name in SERVICE_NAMES {
-        health.set_service_status(name, status).await;
-    }
 }
 
 /// Migrates (or, when migrations run elsewhere, waits until the schema is current), retrying

@@ -1,8 +1,6 @@
 //! Bans and blocks: what a request may ask for, and when a ban is in force.
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-
 use super::ids::id_problem;
+use super::paging;
 use super::time::Micros;
 use crate::error::{Error, FieldViolation};
 
@@ -132,24 +130,12 @@ pub struct BanQuery {
 
 impl BanQuery {
     pub fn parse(exclude_expired: bool, limit: u32, page_token: &str) -> Result<Self, Error> {
-        let limit = match u64::from(limit) {
-            0 => DEFAULT_BAN_PAGE,
-            n if n <= MAX_BAN_PAGE => n,
-            n => {
-                return Err(Error::invalid(
-                    "limit",
-                    format!("must be 1 to {MAX_BAN_PAGE}, got {n}"),
-                ));
-            }
+        let limit = paging::page_size(limit, DEFAULT_BAN_PAGE, MAX_BAN_PAGE)?;
+        let after = match paging::decode::<(Micros, String)>(page_token)? {
+            Some((at, id)) if id_problem(&id).is_none() => Some((at, id)),
+            Some(_) => return Err(paging::not_a_token()),
+            None => None,
         };
-        let after =
-            if page_token.is_empty() {
-                None
-            } else {
-                Some(decode_ban_cursor(page_token).ok_or_else(|| {
-                    Error::invalid("page_token", "not a page token of this query")
-                })?)
-            };
         Ok(BanQuery {
             exclude_expired,
             limit,
@@ -160,17 +146,7 @@ impl BanQuery {
 
 /// The page token that continues after the ban of `user_id` made at `banned_at`.
 pub fn ban_page_token(banned_at: Micros, user_id: &str) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{banned_at}:{user_id}"))
-}
-
-fn decode_ban_cursor(token: &str) -> Option<(Micros, String)> {
-    if token.len() > 1024 {
-        return None;
-    }
-    let text = String::from_utf8(URL_SAFE_NO_PAD.decode(token).ok()?).ok()?;
-    let (at, id) = text.split_once(':')?;
-    let at = at.parse().ok()?;
-    id_problem(id).is_none().then(|| (at, id.to_owned()))
+    paging::encode(&(banned_at, user_id))
 }
 
 #[cfg(test)]
@@ -229,7 +205,8 @@ mod tests {
         assert_eq!(q.limit, DEFAULT_BAN_PAGE);
         assert!(BanQuery::parse(false, 101, "").is_err());
         assert!(BanQuery::parse(false, 10, "not base64!").is_err());
-        let forged = URL_SAFE_NO_PAD.encode("12:bad id");
+        // Well-formed, but the id is none a user could have.
+        let forged = paging::encode(&(12, "bad id\u{0}"));
         assert!(BanQuery::parse(false, 10, &forged).is_err());
     }
 }

@@ -4,14 +4,12 @@
 //! of the last row of a page plus a fingerprint of the sort they were made for. They are not
 //! secret and need not be: every value in them is bound as a SQL parameter and type-checked on the
 //! way in, so a forged token can only move the page start.
-use base64::Engine;
-use base64::alphabet::URL_SAFE;
-use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use super::filter::{Builtin, Field, Filter, Kind, parse_filter};
+use super::paging;
 use super::user::User;
 use crate::error::{Error, FieldViolation};
 
@@ -19,16 +17,6 @@ pub const MAX_SORT_KEYS: usize = 5;
 pub const DEFAULT_LIMIT: u64 = 30;
 pub const MAX_LIMIT: u64 = 100;
 pub const MAX_OFFSET: u64 = 1000;
-/// Sort values are bounded by the 5 KiB of caller data per user, so real tokens stay far below.
-pub const MAX_PAGE_TOKEN_BYTES: usize = 64 * 1024;
-
-/// URL-safe base64 without padding; padding is tolerated on the way in.
-const TOKEN_BASE64: GeneralPurpose = GeneralPurpose::new(
-    &URL_SAFE,
-    GeneralPurposeConfig::new()
-        .with_encode_padding(false)
-        .with_decode_padding_mode(DecodePaddingMode::Indifferent),
-);
 
 /// One ORDER BY key.
 #[derive(Debug, Clone, PartialEq)]
@@ -184,14 +172,7 @@ fn sort_key(
 }
 
 fn parse_limit(limit: u32) -> Result<u64, Error> {
-    match u64::from(limit) {
-        0 => Ok(DEFAULT_LIMIT),
-        n if n <= MAX_LIMIT => Ok(n),
-        _ => Err(Error::invalid(
-            "limit",
-            format!("expected 1 to {MAX_LIMIT} (0 means {DEFAULT_LIMIT})"),
-        )),
-    }
+    paging::page_size(limit, DEFAULT_LIMIT, MAX_LIMIT)
 }
 
 fn parse_offset(offset: u32, page_token: &str) -> Result<u64, Error> {
@@ -257,8 +238,10 @@ pub fn next_page_token(query: &UserQuery, last: &User) -> String {
         .iter()
         .map(|k| sort_value(&k.field, last))
         .collect();
-    let token = json!({ "s": fingerprint(&query.sort), "k": values });
-    TOKEN_BASE64.encode(token.to_string())
+    paging::encode(&Token {
+        s: fingerprint(&query.sort),
+        k: values,
+    })
 }
 
 /// The value a sort key sees on a user, as the SQL orders it: a missing custom key and a JSON
@@ -305,17 +288,12 @@ fn fingerprint(sort: &[SortKey]) -> String {
 
 /// Decodes and checks a page token against the sort of the request.
 fn decode_page_token(token: &str, sort: &[SortKey]) -> Result<Cursor, Error> {
-    let invalid = |why: &str| Error::invalid("page_token", why);
-    if token.len() > MAX_PAGE_TOKEN_BYTES {
-        return Err(invalid("not a page token of this service"));
-    }
-    let bytes = TOKEN_BASE64
-        .decode(token)
-        .map_err(|_| invalid("not a page token of this service"))?;
-    let token: Token =
-        serde_json::from_slice(&bytes).map_err(|_| invalid("not a page token of this service"))?;
+    let Some(token) = paging::decode::<Token>(token)? else {
+        return Err(paging::not_a_token());
+    };
     if token.s != fingerprint(sort) || token.k.len() != sort.len() {
-        return Err(invalid(
+        return Err(Error::invalid(
+            "page_token",
             "made for another sort; send the sort of the first page",
         ));
     }
@@ -324,7 +302,7 @@ fn decode_page_token(token: &str, sort: &[SortKey]) -> Result<Cursor, Error> {
         .zip(&token.k)
         .all(|(key, value)| fits(&key.field, value))
     {
-        return Err(invalid("not a page token of this service"));
+        return Err(paging::not_a_token());
     }
     Ok(Cursor { values: token.k })
 }
@@ -363,6 +341,12 @@ fn has_nul(value: &Value) -> bool {
 mod tests {
     use super::*;
     use crate::domain::user::UserFields;
+    use base64::Engine;
+
+    /// Raw bytes as a token, the way a forger would make one.
+    fn test_encode(bytes: impl AsRef<[u8]>) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    }
 
     fn sort(keys: &[(&str, i32)]) -> Vec<(String, i32)> {
         keys.iter().map(|(f, d)| (f.to_string(), *d)).collect()
@@ -576,12 +560,12 @@ mod tests {
     fn bad_tokens_are_invalid_argument() {
         let q = query(&[], "").expect("valid");
         let good_s = fingerprint(&q.sort);
-        let encode = |v: Value| TOKEN_BASE64.encode(v.to_string());
+        let encode = |v: Value| test_encode(v.to_string());
         let bad = [
             "!!!".to_string(),
             "a".to_string(),
-            TOKEN_BASE64.encode("not json"),
-            TOKEN_BASE64.encode([0xff, 0xfe]),
+            test_encode("not json"),
+            test_encode([0xff, 0xfe]),
             encode(json!([])),
             encode(json!({"s": good_s, "k": [1]})),
             encode(json!({"s": good_s, "k": ["2024", "u1"]})),
@@ -590,7 +574,7 @@ mod tests {
             encode(json!({"s": good_s, "k": [1, 2]})),
             encode(json!({"s": good_s, "k": [1, "u\u{0}"]})),
             encode(json!({"s": good_s, "k": [1, "u1"], "x": 1})),
-            "A".repeat(MAX_PAGE_TOKEN_BYTES + 4),
+            "A".repeat(crate::domain::paging::MAX_PAGE_TOKEN_BYTES + 4),
         ];
         for token in bad {
             assert_eq!(fields_of(query(&[], &token)), ["page_token"], "{token:.60}");
@@ -608,7 +592,7 @@ mod tests {
     fn custom_token_values_are_any_json_without_nul() {
         let q = query(&[("score", 1)], "").expect("valid");
         let s = fingerprint(&q.sort);
-        let encode = |v: Value| TOKEN_BASE64.encode(v.to_string());
+        let encode = |v: Value| test_encode(v.to_string());
         for value in [
             json!({"a": [1, true]}),
             json!(null),

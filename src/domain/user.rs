@@ -9,6 +9,7 @@ use super::moderation::Ban;
 
 use super::ids::id_problem;
 use super::time::Micros;
+use crate::error::Error;
 
 /// A stored user: caller-set fields plus the fields roster manages.
 #[derive(Debug, Clone, PartialEq)]
@@ -111,6 +112,20 @@ pub const SERVER_FIELDS: [&str; 16] = [
 ];
 
 /// Caller data (custom plus the caller-set fields) per user, serialized.
+/// Most users one batch call (UpdateUsers, UpdateUsersPartial, RevokeUserTokens) carries.
+pub const MAX_BATCH: usize = 100;
+
+/// A batch of `len` users: 1 to [`MAX_BATCH`].
+pub fn check_batch(len: usize) -> Result<(), Error> {
+    if len == 0 || len > MAX_BATCH {
+        return Err(Error::invalid(
+            "users",
+            format!("must hold 1 to {MAX_BATCH} users, got {len}"),
+        ));
+    }
+    Ok(())
+}
+
 pub const MAX_CALLER_DATA_BYTES: usize = 5 * 1024;
 pub const MAX_LANGUAGE_CHARS: usize = 16;
 pub const MAX_TEAMS: usize = 100;

@@ -2,10 +2,10 @@
 //! that a slower transaction has yet to commit (see `store::events` for why gaps happen).
 use std::time::Duration;
 
+use crate::bus::Bus;
 use crate::domain::event::{Event, EventFilter};
 use crate::error::{Error, Result};
 use crate::store::Store;
-use crate::tasks::Hub;
 
 /// Events read per round trip.
 const PAGE: u64 = 500;
@@ -14,7 +14,7 @@ pub const FOLLOW_POLL: Duration = Duration::from_millis(100);
 
 pub struct Follower {
     store: Store,
-    hub: Hub,
+    bus: Bus,
     filter: EventFilter,
     /// The last sequence delivered (or passed over as permanently missing).
     cursor: i64,
@@ -32,7 +32,7 @@ fn purged(after: i64, purged_through: i64) -> Option<Error> {
 
 impl Follower {
     /// A follower that will deliver the events after `after`; 0 means "everything still kept".
-    pub async fn start(store: Store, hub: Hub, after: i64, filter: EventFilter) -> Result<Self> {
+    pub async fn start(store: Store, bus: Bus, after: i64, filter: EventFilter) -> Result<Self> {
         let purged_through = store.events_purged_through().await?;
         let after = if after == 0 { purged_through } else { after };
         if let Some(err) = purged(after, purged_through) {
@@ -40,7 +40,7 @@ impl Follower {
         }
         Ok(Follower {
             store,
-            hub,
+            bus,
             filter,
             cursor: after,
             settled_through: after,
@@ -50,9 +50,9 @@ impl Follower {
     /// The next events to deliver, in order; waits until there is at least one. `None` once the
     /// server shuts down.
     pub async fn next(&mut self) -> Result<Option<Vec<Event>>> {
-        let mut local = self.hub.events_watch();
+        let mut local = self.bus.events_watch();
         loop {
-            if self.hub.is_shutting_down() {
+            if self.bus.is_shutting_down() {
                 return Ok(None);
             }
             let poll = self.poll().await?;
@@ -65,7 +65,7 @@ impl Follower {
             tokio::select! {
                 _ = local.changed() => {}
                 () = tokio::time::sleep(FOLLOW_POLL) => {}
-                () = self.hub.shutting_down() => return Ok(None),
+                () = self.bus.shutting_down() => return Ok(None),
             }
         }
     }

@@ -7,7 +7,7 @@ use crate::domain::presence::AsOf;
 use crate::domain::time::Micros;
 use crate::domain::user::{PrivacySetting, PrivacySettings, PushNotifications, User, UserFields};
 use crate::error::{Error, FieldViolation};
-use crate::pb;
+use crate::grpc::pb;
 
 /// Largest integer a double holds exactly: integral numbers up to it are stored as integers.
 const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_992.0;

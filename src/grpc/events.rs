@@ -1,35 +1,22 @@
 //! `roster.v1.EventService`: the change feed as a server stream.
 use std::pin::Pin;
 
-use tokio::sync::mpsc;
-use tokio_stream::{Stream, wrappers::ReceiverStream};
+use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
 use super::convert::{self, timestamp};
-use crate::domain::event::{Event, EventFilter, EventKind};
+use crate::app::App;
+use crate::domain::event::Event;
 use crate::domain::presence::{AsOf, Presence};
-use crate::error::Error;
-use crate::feed::Follower;
-use crate::pb::{self, event_service_server::EventService};
-use crate::store::Store;
-use crate::tasks::Hub;
-use tokio_util::task::TaskTracker;
+use crate::grpc::pb::{self, event_service_server::EventService};
 
 pub struct EventApi {
-    store: Store,
-    hub: Hub,
-    /// Where the loops feeding WatchUserEvents streams run, so the server waits for them (and
-    /// their last reads) before it closes the pool.
-    tasks: TaskTracker,
+    app: App,
 }
 
 impl EventApi {
-    pub fn new(store: Store, hub: Hub, tasks: &TaskTracker) -> Self {
-        EventApi {
-            store,
-            hub,
-            tasks: tasks.clone(),
-        }
+    pub fn new(app: App) -> Self {
+        EventApi { app }
     }
 }
 
@@ -60,63 +47,16 @@ impl EventService for EventApi {
         request: Request<pb::WatchUserEventsRequest>,
     ) -> Result<Response<EventStream>, Status> {
         let req = request.into_inner();
-        if req.after_sequence < 0 {
-            return Err(Error::invalid("after_sequence", "must not be negative").into());
-        }
-        let mut kinds = Vec::with_capacity(req.kinds.len());
-        for (i, kind) in req.kinds.iter().enumerate() {
-            kinds.push(EventKind::parse(kind).ok_or_else(|| {
-                Error::invalid(
-                    format!("kinds[{i}]"),
-                    format!("unknown event kind {kind:?}"),
-                )
-            })?);
-        }
-        let filter = EventFilter {
-            kinds,
-            user_ids: req.user_ids,
-        };
-        let mut follower = Follower::start(
-            self.store.clone(),
-            self.hub.clone(),
-            req.after_sequence,
-            filter,
-        )
-        .await?;
-        let presence = self.store.presence();
-        let (tx, rx) = mpsc::channel(64);
-        self.tasks.spawn(async move {
-            loop {
-                let next = tokio::select! {
-                    () = tx.closed() => return,
-                    next = follower.next() => next,
-                };
-                match next {
-                    Ok(Some(events)) => {
-                        for e in events {
-                            let item = pb::WatchUserEventsResponse {
-                                event: Some(event(e, presence)),
-                            };
-                            if tx.send(Ok(item)).await.is_err() {
-                                return;
-                            }
-                        }
-                    }
-                    Ok(None) => {
-                        let _ = tx
-                            .send(Err(Status::unavailable(
-                                "roster is shutting down; resume from the last sequence received",
-                            )))
-                            .await;
-                        return;
-                    }
-                    Err(err) => {
-                        let _ = tx.send(Err(err.into())).await;
-                        return;
-                    }
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        let events = self
+            .app
+            .watch_events(req.after_sequence, &req.kinds, req.user_ids)
+            .await?;
+        let presence = self.app.presence();
+        Ok(Response::new(Box::pin(events.map(move |e| {
+            e.map(|e| pb::WatchUserEventsResponse {
+                event: Some(event(e, presence)),
+            })
+            .map_err(Status::from)
+        }))))
     }
 }

@@ -146,7 +146,7 @@ fn known_method(path: &str) -> Option<&'static str> {
         .into_iter()
         .map(str::to_owned)
         .collect();
-        let files = prost_types::FileDescriptorSet::decode(crate::pb::FILE_DESCRIPTOR_SET)
+        let files = prost_types::FileDescriptorSet::decode(super::pb::FILE_DESCRIPTOR_SET)
             .map(|set| set.file)
             .unwrap_or_default();
         for file in files {

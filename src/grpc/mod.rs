@@ -1,14 +1,27 @@
-//! Where requests enter: one tonic service per proto service. Handlers convert proto to domain,
-//! call the store, and convert back; the rules live in `domain`, the SQL in `store`.
+//! The gRPC door: one tonic service per proto service. Handlers convert proto to domain inputs,
+//! call the application layer (`app`), and convert its answers back; no rule is decided here.
+/// The product contract (`roster.product.v1`): roster is its client.
+pub mod product_pb {
+    tonic::include_proto!("roster.product.v1");
+}
+
+/// roster's own API (`roster.v1`), generated from `proto/`.
+pub mod pb {
+    tonic::include_proto!("roster.v1");
+    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("roster_descriptor");
+}
+
 pub mod codec;
 pub mod convert;
 mod devices;
 mod events;
 pub mod gate;
-mod lifecycle;
+pub mod healthcheck;
 mod moderation;
+pub mod otlp;
 pub mod product_client;
 mod roles;
+pub mod server;
 pub mod status;
 mod tasks;
 mod tokens;
@@ -33,6 +46,3 @@ pub fn caller<T>(request: &tonic::Request<T>) -> Option<String> {
         .get::<CallerIdentity>()
         .map(|c| c.0.clone())
 }
-
-/// Most users one batch call takes.
-pub const MAX_BATCH: usize = 100;

@@ -1,27 +1,21 @@
 //! `roster.v1.ModerationService`: bans and blocks.
-use std::collections::HashMap;
-
 use tonic::{Request, Response, Status};
 
 use super::caller;
 use super::convert::{self, timestamp};
-use crate::domain::event::Actor;
-use crate::domain::ids::check_id;
-use crate::domain::moderation::{BanQuery, BanRequest, Block, check_block};
+use crate::app::{App, BlockOf};
+use crate::domain::moderation::BanRequest;
 use crate::domain::presence::AsOf;
 use crate::domain::user::User;
-use crate::pb::{self, moderation_service_server::ModerationService};
-use crate::store::Store;
-use crate::tasks::Hub;
+use crate::grpc::pb::{self, moderation_service_server::ModerationService};
 
 pub struct ModerationApi {
-    store: Store,
-    hub: Hub,
+    app: App,
 }
 
 impl ModerationApi {
-    pub fn new(store: Store, hub: Hub) -> Self {
-        ModerationApi { store, hub }
+    pub fn new(app: App) -> Self {
+        ModerationApi { app }
     }
 }
 
@@ -39,14 +33,12 @@ fn ban(user: User, as_of: AsOf) -> Option<pb::Ban> {
     })
 }
 
-fn block(b: Block, blocked: &mut HashMap<String, User>, as_of: AsOf) -> pb::Block {
+fn block(b: BlockOf, as_of: AsOf) -> pb::Block {
     pb::Block {
-        blocked_user: blocked
-            .remove(&b.blocked_user_id)
-            .map(|u| convert::user(u, as_of)),
-        user_id: b.user_id,
-        blocked_user_id: b.blocked_user_id,
-        created_at: Some(timestamp(b.created_at)),
+        blocked_user: b.blocked_user.map(|u| convert::user(u, as_of)),
+        user_id: b.block.user_id,
+        blocked_user_id: b.block.blocked_user_id,
+        created_at: Some(timestamp(b.block.created_at)),
     }
 }
 
@@ -58,23 +50,16 @@ impl ModerationService for ModerationApi {
     ) -> Result<Response<pb::BanUserResponse>, Status> {
         let caller = caller(&request);
         let req = request.into_inner();
-        let actor = Actor::new(caller, req.banned_by_id.clone());
-        let user = self
-            .store
-            .ban_user(
-                BanRequest {
-                    target_user_id: req.target_user_id,
-                    timeout_minutes: req.timeout,
-                    reason: req.reason,
-                    shadow: req.shadow,
-                    banned_by_id: req.banned_by_id,
-                },
-                &actor,
-            )
-            .await?;
-        self.hub.events_appended();
+        let ban_request = BanRequest {
+            target_user_id: req.target_user_id,
+            timeout_minutes: req.timeout,
+            reason: req.reason,
+            shadow: req.shadow,
+            banned_by_id: req.banned_by_id,
+        };
+        let user = self.app.ban_user(caller, ban_request).await?;
         Ok(Response::new(pb::BanUserResponse {
-            ban: ban(user, self.store.as_of_now()),
+            ban: ban(user, self.app.as_of_now()),
         }))
     }
 
@@ -84,15 +69,12 @@ impl ModerationService for ModerationApi {
     ) -> Result<Response<pb::UnbanUserResponse>, Status> {
         let caller = caller(&request);
         let req = request.into_inner();
-        check_id("target_user_id", &req.target_user_id)?;
-        if let Some(id) = &req.created_by_id {
-            check_id("created_by_id", id)?;
-        }
-        let actor = Actor::new(caller, req.created_by_id);
-        let user = self.store.unban_user(&req.target_user_id, &actor).await?;
-        self.hub.events_appended();
+        let user = self
+            .app
+            .unban_user(caller, &req.target_user_id, req.created_by_id)
+            .await?;
         Ok(Response::new(pb::UnbanUserResponse {
-            user: Some(convert::user(user, self.store.as_of_now())),
+            user: Some(convert::user(user, self.app.as_of_now())),
         }))
     }
 
@@ -101,9 +83,11 @@ impl ModerationService for ModerationApi {
         request: Request<pb::QueryBannedUsersRequest>,
     ) -> Result<Response<pb::QueryBannedUsersResponse>, Status> {
         let req = request.into_inner();
-        let query = BanQuery::parse(req.exclude_expired_bans, req.limit, &req.page_token)?;
-        let page = self.store.query_banned_users(&query).await?;
-        let as_of = self.store.as_of_now();
+        let page = self
+            .app
+            .query_banned_users(req.exclude_expired_bans, req.limit, &req.page_token)
+            .await?;
+        let as_of = self.app.as_of_now();
         Ok(Response::new(pb::QueryBannedUsersResponse {
             bans: page
                 .users
@@ -118,20 +102,14 @@ impl ModerationService for ModerationApi {
         &self,
         request: Request<pb::BlockUsersRequest>,
     ) -> Result<Response<pb::BlockUsersResponse>, Status> {
-        let actor = Actor::new(caller(&request), None);
+        let caller = caller(&request);
         let req = request.into_inner();
-        check_block(&req.user_id, &req.blocked_user_id)?;
         let made = self
-            .store
-            .block_user(&req.user_id, &req.blocked_user_id, &actor)
-            .await?;
-        self.hub.events_appended();
-        let mut blocked = self
-            .store
-            .visible_users([made.blocked_user_id.clone()])
+            .app
+            .block_user(caller, &req.user_id, &req.blocked_user_id)
             .await?;
         Ok(Response::new(pb::BlockUsersResponse {
-            block: Some(block(made, &mut blocked, self.store.as_of_now())),
+            block: Some(block(made, self.app.as_of_now())),
         }))
     }
 
@@ -139,13 +117,11 @@ impl ModerationService for ModerationApi {
         &self,
         request: Request<pb::UnblockUsersRequest>,
     ) -> Result<Response<pb::UnblockUsersResponse>, Status> {
-        let actor = Actor::new(caller(&request), None);
+        let caller = caller(&request);
         let req = request.into_inner();
-        check_block(&req.user_id, &req.blocked_user_id)?;
-        self.store
-            .unblock_user(&req.user_id, &req.blocked_user_id, &actor)
+        self.app
+            .unblock_user(caller, &req.user_id, &req.blocked_user_id)
             .await?;
-        self.hub.events_appended();
         Ok(Response::new(pb::UnblockUsersResponse {}))
     }
 
@@ -153,19 +129,13 @@ impl ModerationService for ModerationApi {
         &self,
         request: Request<pb::GetBlockedUsersRequest>,
     ) -> Result<Response<pb::GetBlockedUsersResponse>, Status> {
-        let req = request.into_inner();
-        check_id("user_id", &req.user_id)?;
-        let blocks = self.store.blocks_of(&req.user_id).await?;
-        let mut blocked = self
-            .store
-            .visible_users(blocks.iter().map(|b| b.blocked_user_id.clone()))
+        let blocks = self
+            .app
+            .blocked_users(&request.into_inner().user_id)
             .await?;
-        let as_of = self.store.as_of_now();
+        let as_of = self.app.as_of_now();
         Ok(Response::new(pb::GetBlockedUsersResponse {
-            blocks: blocks
-                .into_iter()
-                .map(|b| block(b, &mut blocked, as_of))
-                .collect(),
+            blocks: blocks.into_iter().map(|b| block(b, as_of)).collect(),
         }))
     }
 }

@@ -2,19 +2,16 @@
 use tonic::{Request, Response, Status};
 
 use super::caller;
-use crate::domain::event::Actor;
-use crate::pb::{self, role_service_server::RoleService};
-use crate::store::Store;
-use crate::tasks::Hub;
+use crate::app::App;
+use crate::grpc::pb::{self, role_service_server::RoleService};
 
 pub struct RoleApi {
-    store: Store,
-    hub: Hub,
+    app: App,
 }
 
 impl RoleApi {
-    pub fn new(store: Store, hub: Hub) -> Self {
-        RoleApi { store, hub }
+    pub fn new(app: App) -> Self {
+        RoleApi { app }
     }
 }
 
@@ -24,12 +21,11 @@ impl RoleService for RoleApi {
         &self,
         request: Request<pb::CreateRoleRequest>,
     ) -> Result<Response<pb::CreateRoleResponse>, Status> {
-        let actor = Actor::new(caller(&request), None);
+        let caller = caller(&request);
         let role = self
-            .store
-            .create_role(&request.into_inner().name, &actor)
+            .app
+            .create_role(caller, &request.into_inner().name)
             .await?;
-        self.hub.events_appended();
         Ok(Response::new(pb::CreateRoleResponse {
             role: Some(role.into()),
         }))
@@ -39,7 +35,7 @@ impl RoleService for RoleApi {
         &self,
         _request: Request<pb::ListRolesRequest>,
     ) -> Result<Response<pb::ListRolesResponse>, Status> {
-        let roles = self.store.list_roles().await?;
+        let roles = self.app.list_roles().await?;
         Ok(Response::new(pb::ListRolesResponse {
             roles: roles.into_iter().map(Into::into).collect(),
         }))
@@ -49,11 +45,10 @@ impl RoleService for RoleApi {
         &self,
         request: Request<pb::DeleteRoleRequest>,
     ) -> Result<Response<pb::DeleteRoleResponse>, Status> {
-        let actor = Actor::new(caller(&request), None);
-        self.store
-            .delete_role(&request.into_inner().name, &actor)
+        let caller = caller(&request);
+        self.app
+            .delete_role(caller, &request.into_inner().name)
             .await?;
-        self.hub.events_appended();
         Ok(Response::new(pb::DeleteRoleResponse {}))
     }
 }

@@ -128,6 +128,7 @@ impl From<Error> for Status {
                 tracing::error!(error = %crate::error::Chain(&cause), "database error");
                 Status::internal("internal error")
             }
+            Error::ShuttingDown(why) => Status::unavailable(why),
             Error::Internal(cause) => {
                 tracing::error!(error = %cause, "internal error");
                 Status::internal("internal error")

@@ -6,29 +6,17 @@ use tonic::{Request, Response, Status};
 use super::caller;
 use super::convert::{self, micros, timestamp};
 use super::users::user_map;
-use crate::domain::event::Actor;
-use crate::domain::ids::check_id;
-use crate::domain::lifecycle::check_ids;
-use crate::domain::token::{UserTokens, admit};
+use crate::app::App;
 use crate::error::Error;
-use crate::pb::{self, token_service_server::TokenService};
-use crate::store::Store;
-use crate::tasks::Hub;
+use crate::grpc::pb::{self, token_service_server::TokenService};
 
 pub struct TokenApi {
-    store: Store,
-    hub: Hub,
-    /// `None` when no user-token secret is configured.
-    tokens: Option<UserTokens>,
+    app: App,
 }
 
 impl TokenApi {
-    pub fn new(store: Store, hub: Hub, tokens: Option<UserTokens>) -> Self {
-        TokenApi { store, hub, tokens }
-    }
-
-    fn tokens(&self) -> Result<&UserTokens, Error> {
-        self.tokens.as_ref().ok_or(Error::UserTokensDisabled)
+    pub fn new(app: App) -> Self {
+        TokenApi { app }
     }
 }
 
@@ -51,20 +39,11 @@ impl TokenService for TokenApi {
         &self,
         request: Request<pb::CreateUserTokenRequest>,
     ) -> Result<Response<pb::CreateUserTokenResponse>, Status> {
-        let tokens = self.tokens()?;
         let req = request.into_inner();
-        check_id("user_id", &req.user_id)?;
-        let lifetime = lifetime(req.expires_in)?;
-        let user = self.store.get_user(&req.user_id, true).await?;
-        if user.deleted_at.is_some() {
-            return Err(Error::UserDeleted(req.user_id).into());
-        }
-        let issued = tokens.issue(
-            &req.user_id,
-            self.store.now(),
-            lifetime,
-            user.revoke_tokens_issued_before,
-        )?;
+        let issued = self
+            .app
+            .create_user_token(&req.user_id, lifetime(req.expires_in)?)
+            .await?;
         Ok(Response::new(pb::CreateUserTokenResponse {
             token: issued.token,
             issued_at: Some(timestamp(issued.issued_at)),
@@ -76,18 +55,12 @@ impl TokenService for TokenApi {
         &self,
         request: Request<pb::VerifyUserTokenRequest>,
     ) -> Result<Response<pb::VerifyUserTokenResponse>, Status> {
-        let tokens = self.tokens()?;
-        let req = request.into_inner();
-        let now = self.store.now();
-        let claims = tokens.verify(&req.token, now)?;
-        let user = self.store.find_user(&claims.user_id).await?;
-        admit(&claims, user.as_ref(), now)?;
-        let Some(mut user) = user else {
-            return Err(Error::Internal("admitted a token without a user".into()).into());
-        };
-        self.store.record_activity(&mut user).await?;
+        let (user, claims) = self
+            .app
+            .verify_user_token(&request.into_inner().token)
+            .await?;
         Ok(Response::new(pb::VerifyUserTokenResponse {
-            user: Some(convert::user(user, self.store.as_of_now())),
+            user: Some(convert::user(user, self.app.as_of_now())),
             issued_at: claims.issued_at.map(timestamp),
             expires_at: claims.expires_at.map(timestamp),
         }))
@@ -97,9 +70,8 @@ impl TokenService for TokenApi {
         &self,
         request: Request<pb::RevokeUserTokensRequest>,
     ) -> Result<Response<pb::RevokeUserTokensResponse>, Status> {
-        let actor = Actor::new(caller(&request), None);
+        let caller = caller(&request);
         let req = request.into_inner();
-        check_ids(&req.user_ids)?;
         let before = match req.before {
             Some(ts) => {
                 Some(micros(&ts).ok_or_else(|| Error::invalid("before", "not a valid timestamp"))?)
@@ -107,12 +79,11 @@ impl TokenService for TokenApi {
             None => None,
         };
         let users = self
-            .store
-            .revoke_tokens(&req.user_ids, before, &actor)
+            .app
+            .revoke_user_tokens(caller, &req.user_ids, before)
             .await?;
-        self.hub.events_appended();
         Ok(Response::new(pb::RevokeUserTokensResponse {
-            users: user_map(users, self.store.as_of_now()),
+            users: user_map(users, self.app.as_of_now()),
         }))
     }
 }

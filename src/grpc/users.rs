@@ -1,60 +1,65 @@
 //! `roster.v1.UserService`.
+use std::collections::HashMap;
+
 use tonic::{Request, Response, Status};
 
-use super::MAX_BATCH;
+use super::caller;
 use super::convert::{self, struct_to_json, user_fields};
-use super::{caller, lifecycle};
-use crate::domain::event::Actor;
-use crate::domain::ids::check_id;
+use crate::app::{App, QueryRequest};
+use crate::domain::lifecycle::DeleteOptionsInput;
+use crate::domain::lifecycle_request::LifecycleRequest;
 use crate::domain::partial::PartialUpdate;
 use crate::domain::presence::AsOf;
-use crate::domain::query::parse_query;
+use crate::domain::user::User;
 use crate::error::Error;
-use crate::pb::{self, user_service_server::UserService};
-use crate::store::{NewTask, Store};
-use crate::tasks::Hub;
+use crate::grpc::pb::{self, user_service_server::UserService};
 
 pub struct UserApi {
-    store: Store,
-    hub: Hub,
+    app: App,
 }
 
 impl UserApi {
-    pub fn new(store: Store, hub: Hub) -> Self {
-        UserApi { store, hub }
+    pub fn new(app: App) -> Self {
+        UserApi { app }
     }
 
-    /// Enqueues a lifecycle task (the users' state changes commit with it) and wakes the worker.
-    async fn enqueue(
+    /// A one-user lifecycle call: the task id and the user as it now is.
+    async fn one(
         &self,
-        task: Result<NewTask, Error>,
-    ) -> Result<(String, Vec<crate::domain::user::User>), Status> {
-        let (task_id, users) = self.store.enqueue_lifecycle(task?).await?;
-        self.hub.work_added();
-        self.hub.events_appended();
-        Ok((task_id, users))
+        caller: Option<String>,
+        request: LifecycleRequest,
+    ) -> Result<(String, Option<pb::User>), Status> {
+        let (task_id, users) = self.app.enqueue_lifecycle(caller, request).await?;
+        let as_of = self.app.as_of_now();
+        Ok((
+            task_id,
+            users.into_iter().next().map(|u| convert::user(u, as_of)),
+        ))
+    }
+
+    /// A many-user lifecycle call: the task id.
+    async fn many(
+        &self,
+        caller: Option<String>,
+        request: LifecycleRequest,
+    ) -> Result<String, Status> {
+        Ok(self.app.enqueue_lifecycle(caller, request).await?.0)
     }
 }
 
-fn batch_size(len: usize) -> Result<(), Status> {
-    if len == 0 || len > MAX_BATCH {
-        return Err(Error::invalid(
-            "users",
-            format!("must hold 1 to {MAX_BATCH} users, got {len}"),
-        )
-        .into());
-    }
-    Ok(())
-}
-
-pub(super) fn user_map(
-    users: Vec<crate::domain::user::User>,
-    as_of: AsOf,
-) -> std::collections::HashMap<String, pb::User> {
+/// Users by id, as batch answers carry them.
+pub(super) fn user_map(users: Vec<User>, as_of: AsOf) -> HashMap<String, pb::User> {
     users
         .into_iter()
         .map(|u| (u.fields.id.clone(), convert::user(u, as_of)))
         .collect()
+}
+
+fn json_of(
+    s: prost_types::Struct,
+    at: &str,
+) -> Result<serde_json::Map<String, serde_json::Value>, Error> {
+    struct_to_json(s, at).map_err(|v| Error::InvalidArgument(vec![v]))
 }
 
 #[tonic::async_trait]
@@ -63,27 +68,14 @@ impl UserService for UserApi {
         &self,
         request: Request<pb::UpdateUsersRequest>,
     ) -> Result<Response<pb::UpdateUsersResponse>, Status> {
-        let actor = Actor::new(caller(&request), None);
-        let users = request.into_inner().users;
-        batch_size(users.len())?;
-        let mut batch = Vec::with_capacity(users.len());
-        for (key, user) in users {
-            let at = format!("users[{key}]");
-            if user.id != key {
-                return Err(Error::invalid(
-                    format!("{at}.id"),
-                    format!("must equal its map key {key:?}, got {:?}", user.id),
-                )
-                .into());
-            }
-            batch.push(user_fields(user, &at)?);
-        }
-        // A deterministic order keeps lock acquisition and error reports stable.
-        batch.sort_by(|a, b| a.id.cmp(&b.id));
-        let users = self.store.upsert_users(batch, &actor).await?;
-        self.hub.events_appended();
+        let caller = caller(&request);
+        let users = request.into_inner().users.into_iter().map(|(key, user)| {
+            let fields = user_fields(user, &format!("users[{key}]"))?;
+            Ok((key, fields))
+        });
+        let users = self.app.upsert_users(caller, users).await?;
         Ok(Response::new(pb::UpdateUsersResponse {
-            users: user_map(users, self.store.as_of_now()),
+            users: user_map(users, self.app.as_of_now()),
         }))
     }
 
@@ -91,27 +83,25 @@ impl UserService for UserApi {
         &self,
         request: Request<pb::UpdateUsersPartialRequest>,
     ) -> Result<Response<pb::UpdateUsersPartialResponse>, Status> {
-        let actor = Actor::new(caller(&request), None);
-        let users = request.into_inner().users;
-        batch_size(users.len())?;
-        let mut updates = Vec::with_capacity(users.len());
-        for (i, u) in users.into_iter().enumerate() {
-            check_id(&format!("users[{i}].id"), &u.id)?;
-            let set = match u.set {
-                Some(s) => struct_to_json(s, &format!("users[{i}].set"))
-                    .map_err(|v| Error::InvalidArgument(vec![v]))?,
-                None => Default::default(),
-            };
-            updates.push(PartialUpdate {
-                id: u.id,
-                set,
-                unset: u.unset,
+        let caller = caller(&request);
+        let updates = request
+            .into_inner()
+            .users
+            .into_iter()
+            .enumerate()
+            .map(|(i, u)| {
+                Ok(PartialUpdate {
+                    id: u.id,
+                    set: match u.set {
+                        Some(s) => json_of(s, &format!("users[{i}].set"))?,
+                        None => Default::default(),
+                    },
+                    unset: u.unset,
+                })
             });
-        }
-        let users = self.store.update_users_partial(updates, &actor).await?;
-        self.hub.events_appended();
+        let users = self.app.update_users_partial(caller, updates).await?;
         Ok(Response::new(pb::UpdateUsersPartialResponse {
-            users: user_map(users, self.store.as_of_now()),
+            users: user_map(users, self.app.as_of_now()),
         }))
     }
 
@@ -120,11 +110,9 @@ impl UserService for UserApi {
         request: Request<pb::GetUserRequest>,
     ) -> Result<Response<pb::GetUserResponse>, Status> {
         let req = request.into_inner();
-        // No stored user has a malformed id (and PostgreSQL text cannot even hold NUL).
-        check_id("id", &req.id)?;
-        let user = self.store.get_user(&req.id, req.include_deleted).await?;
+        let user = self.app.get_user(&req.id, req.include_deleted).await?;
         Ok(Response::new(pb::GetUserResponse {
-            user: Some(convert::user(user, self.store.as_of_now())),
+            user: Some(convert::user(user, self.app.as_of_now())),
         }))
     }
 
@@ -133,27 +121,20 @@ impl UserService for UserApi {
         request: Request<pb::QueryUsersRequest>,
     ) -> Result<Response<pb::QueryUsersResponse>, Status> {
         let req = request.into_inner();
-        let filter = match req.filter {
-            Some(s) => {
-                Some(struct_to_json(s, "filter").map_err(|v| Error::InvalidArgument(vec![v]))?)
-            }
-            None => None,
+        let query = QueryRequest {
+            filter: req.filter.map(|s| json_of(s, "filter")).transpose()?,
+            sort: req
+                .sort
+                .into_iter()
+                .map(|s| (s.field, s.direction))
+                .collect(),
+            limit: req.limit,
+            offset: req.offset,
+            page_token: req.page_token,
+            include_deactivated_users: req.include_deactivated_users,
         };
-        let sort: Vec<(String, i32)> = req
-            .sort
-            .into_iter()
-            .map(|s| (s.field, s.direction))
-            .collect();
-        let query = parse_query(
-            filter.as_ref(),
-            &sort,
-            req.limit,
-            req.offset,
-            &req.page_token,
-            req.include_deactivated_users,
-        )?;
-        let page = self.store.query_users(&query).await?;
-        let as_of = self.store.as_of_now();
+        let page = self.app.query_users(&query).await?;
+        let as_of = self.app.as_of_now();
         Ok(Response::new(pb::QueryUsersResponse {
             users: page
                 .users
@@ -168,30 +149,38 @@ impl UserService for UserApi {
         &self,
         request: Request<pb::DeactivateUserRequest>,
     ) -> Result<Response<pb::DeactivateUserResponse>, Status> {
-        let (task_id, users) = self
-            .enqueue(lifecycle::deactivate_one(
-                caller(&request),
-                request.into_inner(),
-            ))
+        let caller = caller(&request);
+        let r = request.into_inner();
+        let (task_id, user) = self
+            .one(
+                caller,
+                LifecycleRequest::DeactivateOne {
+                    user_id: r.user_id,
+                    mark_messages_deleted: r.mark_messages_deleted,
+                    created_by_id: r.created_by_id,
+                },
+            )
             .await?;
-        Ok(Response::new(pb::DeactivateUserResponse {
-            user: users
-                .into_iter()
-                .next()
-                .map(|u| convert::user(u, self.store.as_of_now())),
-            task_id,
-        }))
+        Ok(Response::new(pb::DeactivateUserResponse { user, task_id }))
     }
 
     async fn deactivate_users(
         &self,
         request: Request<pb::DeactivateUsersRequest>,
     ) -> Result<Response<pb::DeactivateUsersResponse>, Status> {
-        let (task_id, _) = self
-            .enqueue(lifecycle::deactivate_many(
-                caller(&request),
-                request.into_inner(),
-            ))
+        let caller = caller(&request);
+        let r = request.into_inner();
+        let task_id = self
+            .many(
+                caller,
+                LifecycleRequest::DeactivateMany {
+                    user_ids: r.user_ids,
+                    mark_messages_deleted: r.mark_messages_deleted,
+                    mark_channels_deleted: r.mark_channels_deleted,
+                    created_by_id: r.created_by_id,
+                    request_id: r.request_id,
+                },
+            )
             .await?;
         Ok(Response::new(pb::DeactivateUsersResponse { task_id }))
     }
@@ -200,30 +189,39 @@ impl UserService for UserApi {
         &self,
         request: Request<pb::ReactivateUserRequest>,
     ) -> Result<Response<pb::ReactivateUserResponse>, Status> {
-        let (task_id, users) = self
-            .enqueue(lifecycle::reactivate_one(
-                caller(&request),
-                request.into_inner(),
-            ))
+        let caller = caller(&request);
+        let r = request.into_inner();
+        let (task_id, user) = self
+            .one(
+                caller,
+                LifecycleRequest::ReactivateOne {
+                    user_id: r.user_id,
+                    restore_messages: r.restore_messages,
+                    created_by_id: r.created_by_id,
+                    name: r.name,
+                },
+            )
             .await?;
-        Ok(Response::new(pb::ReactivateUserResponse {
-            user: users
-                .into_iter()
-                .next()
-                .map(|u| convert::user(u, self.store.as_of_now())),
-            task_id,
-        }))
+        Ok(Response::new(pb::ReactivateUserResponse { user, task_id }))
     }
 
     async fn reactivate_users(
         &self,
         request: Request<pb::ReactivateUsersRequest>,
     ) -> Result<Response<pb::ReactivateUsersResponse>, Status> {
-        let (task_id, _) = self
-            .enqueue(lifecycle::reactivate_many(
-                caller(&request),
-                request.into_inner(),
-            ))
+        let caller = caller(&request);
+        let r = request.into_inner();
+        let task_id = self
+            .many(
+                caller,
+                LifecycleRequest::ReactivateMany {
+                    user_ids: r.user_ids,
+                    restore_messages: r.restore_messages,
+                    restore_channels: r.restore_channels,
+                    created_by_id: r.created_by_id,
+                    request_id: r.request_id,
+                },
+            )
             .await?;
         Ok(Response::new(pb::ReactivateUsersResponse { task_id }))
     }
@@ -232,11 +230,27 @@ impl UserService for UserApi {
         &self,
         request: Request<pb::DeleteUsersRequest>,
     ) -> Result<Response<pb::DeleteUsersResponse>, Status> {
-        let (task_id, _) = self
-            .enqueue(lifecycle::delete_many(
-                caller(&request),
-                request.into_inner(),
-            ))
+        let caller = caller(&request);
+        let r = request.into_inner();
+        let options = DeleteOptionsInput {
+            user: r.user,
+            conversations: r.conversations,
+            messages: r.messages,
+            calls: r.calls,
+            files: r.files,
+            new_channel_owner_id: r.new_channel_owner_id.unwrap_or_default(),
+            new_call_owner_id: r.new_call_owner_id.unwrap_or_default(),
+        };
+        let task_id = self
+            .many(
+                caller,
+                LifecycleRequest::Delete {
+                    user_ids: r.user_ids,
+                    options,
+                    created_by_id: r.created_by_id,
+                    request_id: r.request_id,
+                },
+            )
             .await?;
         Ok(Response::new(pb::DeleteUsersResponse { task_id }))
     }
@@ -245,11 +259,17 @@ impl UserService for UserApi {
         &self,
         request: Request<pb::RestoreUsersRequest>,
     ) -> Result<Response<pb::RestoreUsersResponse>, Status> {
-        let (task_id, _) = self
-            .enqueue(lifecycle::restore_many(
-                caller(&request),
-                request.into_inner(),
-            ))
+        let caller = caller(&request);
+        let r = request.into_inner();
+        let task_id = self
+            .many(
+                caller,
+                LifecycleRequest::Restore {
+                    user_ids: r.user_ids,
+                    created_by_id: r.created_by_id,
+                    request_id: r.request_id,
+                },
+            )
             .await?;
         Ok(Response::new(pb::RestoreUsersResponse { task_id }))
     }

@@ -2,6 +2,7 @@
 //! domain types; every write is one transaction.
 mod devices;
 pub mod entities;
+mod errors;
 pub(crate) mod events;
 mod moderation;
 pub mod query_sql;

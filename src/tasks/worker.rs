@@ -7,8 +7,8 @@ use serde_json::Map;
 use tokio::task::JoinSet;
 use tokio_util::task::TaskTracker;
 
-use super::Hub;
 use super::products::{ProductCall, Products, RetryPolicy};
+use crate::bus::Bus;
 use crate::telemetry::metrics::{PRODUCT_HOOK_FAILURES, TASK_DURATION, TASK_ITEM_DURATION};
 use std::collections::BTreeMap;
 
@@ -55,16 +55,16 @@ impl Default for WorkerConfig {
 struct Worker {
     store: Store,
     config: WorkerConfig,
-    hub: Hub,
+    bus: Bus,
     products: Arc<dyn Products>,
 }
 
 /// Starts the worker loops and the purge loop on `tasks`, so that whoever owns the tracker can
-/// wait for them; they stop when the hub shuts down, each after its current item.
+/// wait for them; they stop when the bus shuts down, each after its current item.
 pub fn spawn_workers(
     store: Store,
     config: WorkerConfig,
-    hub: Hub,
+    bus: Bus,
     products: Arc<dyn Products>,
     tasks: &TaskTracker,
 ) {
@@ -72,38 +72,38 @@ pub fn spawn_workers(
     let worker = Worker {
         store: store.clone(),
         config: config.clone(),
-        hub: hub.clone(),
+        bus: bus.clone(),
         products,
     };
     for slot in 0..config.concurrency.max(1) {
         tasks.spawn(work_loop(worker.clone(), format!("{owner}-{slot}")));
     }
-    tasks.spawn(purge_loop(store, config, hub));
+    tasks.spawn(purge_loop(store, config, bus));
 }
 
 async fn work_loop(worker: Worker, owner: String) {
     let Worker {
-        store, config, hub, ..
+        store, config, bus, ..
     } = &worker;
     let lease = micros(config.lease);
-    while !hub.is_shutting_down() {
+    while !bus.is_shutting_down() {
         match store.claim_task(&owner, lease).await {
             Ok(Some((claimed, update))) => {
-                hub.task_updated(update);
+                bus.task_updated(update);
                 run_task(&worker, &owner, claimed).await;
             }
             Ok(None) => {
                 tokio::select! {
-                    () = hub.wait_for_work() => {}
+                    () = bus.wait_for_work() => {}
                     () = tokio::time::sleep(config.poll) => {}
-                    () = hub.shutting_down() => {}
+                    () = bus.shutting_down() => {}
                 }
             }
             Err(err) => {
                 tracing::warn!(error = %crate::error::Chain(&err), "claiming a task failed");
                 tokio::select! {
                     () = tokio::time::sleep(config.poll) => {}
-                    () = hub.shutting_down() => {}
+                    () = bus.shutting_down() => {}
                 }
             }
         }
@@ -113,7 +113,7 @@ async fn work_loop(worker: Worker, owner: String) {
 #[tracing::instrument(skip_all, fields(task_id = %claimed.id, kind = claimed.kind.as_str()))]
 async fn run_task(worker: &Worker, owner: &str, claimed: Claimed) {
     let Worker {
-        store, config, hub, ..
+        store, config, bus, ..
     } = worker;
     let lost = Arc::new(AtomicBool::new(false));
     let heartbeat = tokio::spawn(heartbeat(
@@ -144,7 +144,7 @@ async fn run_task(worker: &Worker, owner: &str, claimed: Claimed) {
             tracing::warn!(error = %crate::error::Chain(&err), "task interrupted; another attempt will resume it")
         }
     }
-    hub.task_changed(&claimed.id);
+    bus.task_changed(&claimed.id);
 }
 
 enum Finish {
@@ -176,7 +176,7 @@ async fn run_items(
     lost: &AtomicBool,
 ) -> crate::error::Result<Finish> {
     let Worker {
-        store, config, hub, ..
+        store, config, bus, ..
     } = worker;
     let items = store.pending_items(&claimed.id).await?;
     if items.is_empty() {
@@ -188,7 +188,7 @@ async fn run_items(
         started: Vec::new(),
     };
     for (i, item) in items.into_iter().enumerate() {
-        if hub.is_shutting_down() {
+        if bus.is_shutting_down() {
             // What the products already answered for is committed, so it is not asked again.
             return Ok(commit_chunk(worker, owner, claimed, &mut chunk, false)
                 .await?
@@ -236,7 +236,7 @@ async fn commit_chunk(
     if chunk.items.is_empty() {
         return Ok(None);
     }
-    let Worker { store, hub, .. } = worker;
+    let Worker { store, bus, .. } = worker;
     let (committed, update) = store
         .commit_items(claimed, owner, &chunk.items, last)
         .await?;
@@ -246,7 +246,7 @@ async fn commit_chunk(
             metrics::histogram!(TASK_ITEM_DURATION, "kind" => claimed.kind.as_str())
                 .record(started.elapsed().as_secs_f64());
         }
-        hub.events_appended();
+        bus.events_appended();
     }
     let finish = match committed {
         ItemCommit::Done => None,
@@ -254,8 +254,8 @@ async fn commit_chunk(
         ItemCommit::Canceled | ItemCommit::LeaseLost => Some(Finish::Stopped),
     };
     match update {
-        Some(update) => hub.task_updated(update),
-        None => hub.task_changed(&claimed.id),
+        Some(update) => bus.task_updated(update),
+        None => bus.task_changed(&claimed.id),
     }
     chunk.items.clear();
     chunk.started.clear();
@@ -279,7 +279,7 @@ async fn tell_products(
     let Worker {
         store,
         config,
-        hub,
+        bus,
         products,
     } = worker;
     let names = products.names();
@@ -323,15 +323,15 @@ async fn tell_products(
         if !store.set_task_waiting(&claimed.id, owner, true).await? {
             return Ok(Told::LeaseLost);
         }
-        hub.task_changed(&claimed.id);
+        bus.task_changed(&claimed.id);
         tokio::select! {
             () = tokio::time::sleep(config.retry.delay(attempt)) => {}
-            () = hub.shutting_down() => return Ok(Told::ShuttingDown),
+            () = bus.shutting_down() => return Ok(Told::ShuttingDown),
         }
         if !store.set_task_waiting(&claimed.id, owner, false).await? {
             return Ok(Told::LeaseLost);
         }
-        hub.task_changed(&claimed.id);
+        bus.task_changed(&claimed.id);
     }
     let report: Map<String, serde_json::Value> = outcomes
         .iter()
@@ -383,7 +383,7 @@ async fn heartbeat(
     }
 }
 
-async fn purge_loop(store: Store, config: WorkerConfig, hub: Hub) {
+async fn purge_loop(store: Store, config: WorkerConfig, bus: Bus) {
     let every = Duration::from_secs(3600)
         .min(config.retention.max(Duration::from_secs(1)))
         .min(config.event_retention.max(Duration::from_secs(1)));
@@ -404,7 +404,7 @@ async fn purge_loop(store: Store, config: WorkerConfig, hub: Hub) {
         }
         tokio::select! {
             () = tokio::time::sleep(every) => {}
-            () = hub.shutting_down() => return,
+            () = bus.shutting_down() => return,
         }
     }
 }

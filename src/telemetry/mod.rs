@@ -6,8 +6,6 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::{EnvFilter, Registry, fmt, layer::SubscriberExt, util::SubscriberInitExt};
 
-use crate::config::LogFormat;
-
 /// Keeps the trace pipeline alive; flushes it when dropped.
 pub struct Telemetry {
     provider: Option<SdkTracerProvider>,
@@ -21,6 +19,13 @@ impl Drop for Telemetry {
     }
 }
 
+/// How log lines look: for people (`pretty`) or for a log pipeline (`json`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
 /// Installs the global subscriber: logs in `format` filtered by `ROSTER_LOG` (default `info`),
 /// plus OTLP trace export when `OTEL_EXPORTER_OTLP_ENDPOINT` is set (the standard `OTEL_*`
 /// variables configure it further). Incoming W3C `traceparent` headers continue their traces.
@@ -31,9 +36,7 @@ pub fn init(format: LogFormat) -> anyhow::Result<Telemetry> {
     let filter = EnvFilter::try_from_env("ROSTER_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let provider = match std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT") {
         Ok(endpoint) if !endpoint.is_empty() => {
-            let exporter = opentelemetry_otlp::SpanExporter::builder()
-                .with_tonic()
-                .build()?;
+            let exporter = crate::grpc::otlp::span_exporter()?;
             let resource = opentelemetry_sdk::Resource::builder()
                 .with_service_name(
                     std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| "roster".into()),

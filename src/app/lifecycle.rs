@@ -1,0 +1,31 @@
+//! Deactivate, reactivate, delete and restore: each request becomes a durable task, and the
+//! users' state changes commit with it.
+use super::App;
+use crate::domain::lifecycle_request::LifecycleRequest;
+use crate::domain::user::User;
+use crate::error::Result;
+use crate::store::NewTask;
+
+impl App {
+    /// Enqueues the task `request` asks for and wakes the worker. The task id, and for a one-user
+    /// request the user as it now is (those act at once; the task carries their product calls).
+    pub async fn enqueue_lifecycle(
+        &self,
+        caller: Option<String>,
+        request: LifecycleRequest,
+    ) -> Result<(String, Vec<User>)> {
+        let task = request.check(caller)?;
+        let (task_id, users) = self
+            .store
+            .enqueue_lifecycle(NewTask {
+                kind: task.kind,
+                user_ids: task.user_ids,
+                payload: task.payload,
+                request_id: task.request_id,
+            })
+            .await?;
+        self.bus.work_added();
+        self.bus.events_appended();
+        Ok((task_id, users))
+    }
+}
