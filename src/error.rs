@@ -84,6 +84,9 @@ pub enum Error {
     /// The token is good, but its user may not act.
     #[error("user {user_id} may not act: {reason}")]
     UserForbidden { user_id: String, reason: Forbidden },
+    /// The caller's token does not grant the scope this call needs.
+    #[error("the caller may not do this: its token lacks the scope {0}")]
+    MissingScope(crate::domain::access::Scope),
     /// The database cannot be reached right now; the caller may retry.
     #[error("database unavailable")]
     Unavailable(#[source] Cause),

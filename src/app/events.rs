@@ -3,6 +3,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::App;
+use crate::domain::access::{Caller, Scope};
 use crate::domain::event::{Event, EventFilter, EventKind};
 use crate::error::{Error, Result};
 use crate::feed::Follower;
@@ -16,10 +17,12 @@ impl App {
     /// kinds (all when empty) and users (all when empty).
     pub async fn watch_events(
         &self,
+        caller: &Caller,
         after_sequence: i64,
         kinds: &[String],
         user_ids: Vec<String>,
     ) -> Result<EventStream> {
+        caller.require(Scope::EventsRead)?;
         if after_sequence < 0 {
             return Err(Error::invalid("after_sequence", "must not be negative"));
         }

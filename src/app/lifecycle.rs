@@ -1,6 +1,7 @@
 //! Deactivate, reactivate, delete and restore: each request becomes a durable task, and the
 //! users' state changes commit with it.
 use super::App;
+use crate::domain::access::{Caller, Scope};
 use crate::domain::lifecycle_request::LifecycleRequest;
 use crate::domain::user::User;
 use crate::error::Result;
@@ -11,10 +12,11 @@ impl App {
     /// request the user as it now is (those act at once; the task carries their product calls).
     pub async fn enqueue_lifecycle(
         &self,
-        caller: Option<String>,
+        caller: &Caller,
         request: LifecycleRequest,
     ) -> Result<(String, Vec<User>)> {
-        let task = request.check(caller)?;
+        caller.require(Scope::LifecycleWrite)?;
+        let task = request.check(caller.name())?;
         let (task_id, users) = self
             .store
             .enqueue_lifecycle(NewTask {

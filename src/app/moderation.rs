@@ -1,5 +1,6 @@
 //! Bans and blocks.
 use super::App;
+use crate::domain::access::{Caller, Scope};
 use crate::domain::event::Actor;
 use crate::domain::ids::check_id;
 use crate::domain::moderation::{BanQuery, BanRequest, Block, check_block};
@@ -16,8 +17,9 @@ pub struct BlockOf {
 
 impl App {
     /// BanUser: the banned user. `banned_by_id` is also the feed's acting user.
-    pub async fn ban_user(&self, caller: Option<String>, request: BanRequest) -> Result<User> {
-        let actor = Actor::new(caller, request.banned_by_id.clone());
+    pub async fn ban_user(&self, caller: &Caller, request: BanRequest) -> Result<User> {
+        caller.require(Scope::ModerationWrite)?;
+        let actor = Actor::new(caller.name(), request.banned_by_id.clone());
         let user = self.store.ban_user(request, &actor).await?;
         self.bus.events_appended();
         Ok(user)
@@ -25,15 +27,16 @@ impl App {
 
     pub async fn unban_user(
         &self,
-        caller: Option<String>,
+        caller: &Caller,
         target_user_id: &str,
         created_by_id: Option<String>,
     ) -> Result<User> {
+        caller.require(Scope::ModerationWrite)?;
         check_id("target_user_id", target_user_id)?;
         if let Some(id) = &created_by_id {
             check_id("created_by_id", id)?;
         }
-        let actor = Actor::new(caller, created_by_id);
+        let actor = Actor::new(caller.name(), created_by_id);
         let user = self.store.unban_user(target_user_id, &actor).await?;
         self.bus.events_appended();
         Ok(user)
@@ -42,10 +45,12 @@ impl App {
     /// QueryBannedUsers: one page of banned users, most recent ban first.
     pub async fn query_banned_users(
         &self,
+        caller: &Caller,
         exclude_expired: bool,
         limit: u32,
         page_token: &str,
     ) -> Result<BanPage> {
+        caller.require(Scope::UsersRead)?;
         let query = BanQuery::parse(exclude_expired, limit, page_token)?;
         self.store.query_banned_users(&query).await
     }
@@ -53,14 +58,15 @@ impl App {
     /// BlockUsers: `user_id` blocks `blocked_user_id` (blocking twice is one block).
     pub async fn block_user(
         &self,
-        caller: Option<String>,
+        caller: &Caller,
         user_id: &str,
         blocked_user_id: &str,
     ) -> Result<BlockOf> {
+        caller.require(Scope::ModerationWrite)?;
         check_block(user_id, blocked_user_id)?;
         let block = self
             .store
-            .block_user(user_id, blocked_user_id, &Actor::new(caller, None))
+            .block_user(user_id, blocked_user_id, &Actor::new(caller.name(), None))
             .await?;
         self.bus.events_appended();
         let mut visible = self
@@ -75,20 +81,22 @@ impl App {
 
     pub async fn unblock_user(
         &self,
-        caller: Option<String>,
+        caller: &Caller,
         user_id: &str,
         blocked_user_id: &str,
     ) -> Result<()> {
+        caller.require(Scope::ModerationWrite)?;
         check_block(user_id, blocked_user_id)?;
         self.store
-            .unblock_user(user_id, blocked_user_id, &Actor::new(caller, None))
+            .unblock_user(user_id, blocked_user_id, &Actor::new(caller.name(), None))
             .await?;
         self.bus.events_appended();
         Ok(())
     }
 
     /// GetBlockedUsers: the users `user_id` blocks, in the order the blocks were made.
-    pub async fn blocked_users(&self, user_id: &str) -> Result<Vec<BlockOf>> {
+    pub async fn blocked_users(&self, caller: &Caller, user_id: &str) -> Result<Vec<BlockOf>> {
+        caller.require(Scope::UsersRead)?;
         check_id("user_id", user_id)?;
         let blocks = self.store.blocks_of(user_id).await?;
         let mut visible = self

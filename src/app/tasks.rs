@@ -2,6 +2,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::App;
+use crate::domain::access::{Caller, Scope};
 use crate::domain::paging;
 use crate::domain::task::{Task, TaskKind, TaskStatus};
 use crate::domain::time::Micros;
@@ -24,7 +25,8 @@ pub struct TaskPage {
 struct After(Micros, String);
 
 impl App {
-    pub async fn get_task(&self, task_id: &str) -> Result<Task> {
+    pub async fn get_task(&self, caller: &Caller, task_id: &str) -> Result<Task> {
+        caller.require(Scope::TasksRead)?;
         self.store.get_task(task_id).await
     }
 
@@ -32,11 +34,13 @@ impl App {
     /// first.
     pub async fn list_tasks(
         &self,
+        caller: &Caller,
         status: Option<TaskStatus>,
         kind: &str,
         limit: u32,
         page_token: &str,
     ) -> Result<TaskPage> {
+        caller.require(Scope::TasksRead)?;
         let kind = match kind {
             "" => None,
             k => Some(
@@ -63,14 +67,16 @@ impl App {
     }
 
     /// CancelTask: the task as it is after the cancel.
-    pub async fn cancel_task(&self, task_id: &str) -> Result<Task> {
+    pub async fn cancel_task(&self, caller: &Caller, task_id: &str) -> Result<Task> {
+        caller.require(Scope::LifecycleWrite)?;
         self.store.cancel_task(task_id).await?;
         self.bus.task_changed(task_id);
         self.store.get_task(task_id).await
     }
 
     /// WatchTask: the task now, then each change until it ends.
-    pub async fn watch_task(&self, task_id: &str) -> Result<TaskStream> {
+    pub async fn watch_task(&self, caller: &Caller, task_id: &str) -> Result<TaskStream> {
+        caller.require(Scope::TasksRead)?;
         self.watcher.watch(task_id).await
     }
 }

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use super::App;
+use crate::domain::access::{Caller, Scope};
 use crate::domain::event::Actor;
 use crate::domain::ids::check_id;
 use crate::domain::lifecycle::check_ids;
@@ -19,9 +20,11 @@ impl App {
     /// CreateUserToken: a token for `user_id`, valid for `lifetime` (`None`: no expiry).
     pub async fn create_user_token(
         &self,
+        caller: &Caller,
         user_id: &str,
         lifetime: Option<Duration>,
     ) -> Result<Issued> {
+        caller.require(Scope::TokensWrite)?;
         let tokens = self.user_tokens()?;
         check_id("user_id", user_id)?;
         let user = self.store.get_user(user_id, true).await?;
@@ -37,7 +40,8 @@ impl App {
     }
 
     /// VerifyUserToken: the user the token proves, if that user may act; records the activity.
-    pub async fn verify_user_token(&self, token: &str) -> Result<(User, Claims)> {
+    pub async fn verify_user_token(&self, caller: &Caller, token: &str) -> Result<(User, Claims)> {
+        caller.require(Scope::UsersRead)?;
         let tokens = self.user_tokens()?;
         let now = self.store.now();
         let claims = tokens.verify(token, now)?;
@@ -54,14 +58,15 @@ impl App {
     /// verifying.
     pub async fn revoke_user_tokens(
         &self,
-        caller: Option<String>,
+        caller: &Caller,
         user_ids: &[String],
         before: Option<Micros>,
     ) -> Result<Vec<User>> {
+        caller.require(Scope::TokensWrite)?;
         check_ids(user_ids)?;
         let users = self
             .store
-            .revoke_tokens(user_ids, before, &Actor::new(caller, None))
+            .revoke_tokens(user_ids, before, &Actor::new(caller.name(), None))
             .await?;
         self.bus.events_appended();
         Ok(users)

@@ -2,6 +2,7 @@
 use serde_json::{Map, Value};
 
 use super::App;
+use crate::domain::access::{Caller, Scope};
 use crate::domain::event::Actor;
 use crate::domain::ids::check_id;
 use crate::domain::partial::PartialUpdate;
@@ -27,10 +28,11 @@ impl App {
     /// UpdateUsers: creates each user, or replaces it whole. `users` yields `(key, fields)` pairs,
     /// converted by the door as they are taken, so that a batch of the wrong size is refused
     /// before any of it is converted. A user's `id` must equal its key.
-    pub async fn upsert_users<I>(&self, caller: Option<String>, users: I) -> Result<Vec<User>>
+    pub async fn upsert_users<I>(&self, caller: &Caller, users: I) -> Result<Vec<User>>
     where
         I: ExactSizeIterator<Item = Result<(String, UserFields)>>,
     {
+        caller.require(Scope::UsersWrite)?;
         check_batch(users.len())?;
         let mut batch = Vec::with_capacity(users.len());
         for user in users {
@@ -47,7 +49,7 @@ impl App {
         batch.sort_by(|a, b| a.id.cmp(&b.id));
         let users = self
             .store
-            .upsert_users(batch, &Actor::new(caller, None))
+            .upsert_users(batch, &Actor::new(caller.name(), None))
             .await?;
         self.bus.events_appended();
         Ok(users)
@@ -55,14 +57,11 @@ impl App {
 
     /// UpdateUsersPartial: sets and unsets fields of existing users. Like `upsert_users`, the
     /// door converts each update as it is taken.
-    pub async fn update_users_partial<I>(
-        &self,
-        caller: Option<String>,
-        updates: I,
-    ) -> Result<Vec<User>>
+    pub async fn update_users_partial<I>(&self, caller: &Caller, updates: I) -> Result<Vec<User>>
     where
         I: ExactSizeIterator<Item = Result<PartialUpdate>>,
     {
+        caller.require(Scope::UsersWrite)?;
         check_batch(updates.len())?;
         let mut batch = Vec::with_capacity(updates.len());
         for (i, update) in updates.enumerate() {
@@ -72,21 +71,23 @@ impl App {
         }
         let users = self
             .store
-            .update_users_partial(batch, &Actor::new(caller, None))
+            .update_users_partial(batch, &Actor::new(caller.name(), None))
             .await?;
         self.bus.events_appended();
         Ok(users)
     }
 
     /// GetUser: one user; a deleted one only when asked for.
-    pub async fn get_user(&self, id: &str, include_deleted: bool) -> Result<User> {
+    pub async fn get_user(&self, caller: &Caller, id: &str, include_deleted: bool) -> Result<User> {
+        caller.require(Scope::UsersRead)?;
         // No stored user has a malformed id (and PostgreSQL text cannot even hold NUL).
         check_id("id", id)?;
         self.store.get_user(id, include_deleted).await
     }
 
     /// QueryUsers: one page of the users a filter matches.
-    pub async fn query_users(&self, request: &QueryRequest) -> Result<UserPage> {
+    pub async fn query_users(&self, caller: &Caller, request: &QueryRequest) -> Result<UserPage> {
+        caller.require(Scope::UsersRead)?;
         let query = parse_query(
             request.filter.as_ref(),
             &request.sort,

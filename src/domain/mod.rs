@@ -1,3 +1,4 @@
+pub mod access;
 pub mod device;
 pub mod event;
 pub mod filter;

@@ -31,7 +31,7 @@ impl DeviceService for DeviceApi {
             push_provider_name: req.push_provider_name,
             voip: req.voip,
         };
-        let device = self.app.create_device(caller, &req.user_id, new).await?;
+        let device = self.app.create_device(&caller, &req.user_id, new).await?;
         Ok(Response::new(pb::CreateDeviceResponse {
             device: Some(convert::device(device)),
         }))
@@ -41,7 +41,11 @@ impl DeviceService for DeviceApi {
         &self,
         request: Request<pb::ListDevicesRequest>,
     ) -> Result<Response<pb::ListDevicesResponse>, Status> {
-        let devices = self.app.list_devices(&request.into_inner().user_id).await?;
+        let caller = caller(&request);
+        let devices = self
+            .app
+            .list_devices(&caller, &request.into_inner().user_id)
+            .await?;
         Ok(Response::new(pb::ListDevicesResponse {
             devices: devices.into_iter().map(convert::device).collect(),
         }))
@@ -54,7 +58,7 @@ impl DeviceService for DeviceApi {
         let caller = caller(&request);
         let req = request.into_inner();
         self.app
-            .delete_device(caller, &req.user_id, &req.id)
+            .delete_device(&caller, &req.user_id, &req.id)
             .await?;
         Ok(Response::new(pb::DeleteDeviceResponse {}))
     }

@@ -4,6 +4,7 @@ use std::pin::Pin;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
+use super::caller;
 use super::convert::{self, timestamp};
 use crate::app::App;
 use crate::domain::event::Event;
@@ -46,10 +47,11 @@ impl EventService for EventApi {
         &self,
         request: Request<pb::WatchUserEventsRequest>,
     ) -> Result<Response<EventStream>, Status> {
+        let caller = caller(&request);
         let req = request.into_inner();
         let events = self
             .app
-            .watch_events(req.after_sequence, &req.kinds, req.user_ids)
+            .watch_events(&caller, req.after_sequence, &req.kinds, req.user_ids)
             .await?;
         let presence = self.app.presence();
         Ok(Response::new(Box::pin(events.map(move |e| {

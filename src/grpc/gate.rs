@@ -4,7 +4,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use opentelemetry::propagation::Extractor;
 use tokio::sync::Semaphore;
 use tonic::Status;
@@ -13,19 +12,13 @@ use tower::{Layer, Service};
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use super::CallerIdentity;
+use crate::domain::access::{Caller, ServerKeys, TokenRefusal};
 use crate::domain::time::Clock;
-use crate::domain::token::{TimeClaims, TimeProblem};
 use crate::telemetry::metrics::{RPC_DURATION, RPC_REQUESTS, RPC_SHED, RPC_UNROUTED};
 
 struct GateState {
-    /// One key per configured API secret (several, for rotation). Empty: no authentication.
-    keys: Vec<DecodingKey>,
-    validation: Validation,
+    keys: ServerKeys,
     permits: Arc<Semaphore>,
-    /// `exp`, `nbf` and `iat` are judged by roster's clock, as for user tokens.
-    clock: Clock,
-    leeway: Duration,
 }
 
 #[derive(Clone)]
@@ -40,26 +33,10 @@ impl GateLayer {
         clock: Clock,
         leeway: Duration,
     ) -> anyhow::Result<Self> {
-        let mut validation = Validation::new(Algorithm::HS256);
-        // Server tokens may be long-lived: `exp` is checked when present, not required. The
-        // library only checks the signature; the time claims are judged in `authenticate` by
-        // the rules user tokens follow (`TimeClaims`).
-        validation.required_spec_claims.clear();
-        validation.validate_aud = false;
-        validation.validate_exp = false;
-        validation.validate_nbf = false;
-        let keys = api_secrets
-            .iter()
-            .map(|s| DecodingKey::from_secret(s.expose().as_bytes()))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| anyhow::anyhow!("an API secret is not usable as an HS256 key: {e}"))?;
         Ok(GateLayer {
             state: Arc::new(GateState {
-                keys,
-                validation,
+                keys: ServerKeys::new(api_secrets.iter().map(|s| s.expose()), clock, leeway)?,
                 permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
-                clock,
-                leeway,
             }),
         })
     }
@@ -83,48 +60,19 @@ pub struct Gate<S> {
 }
 
 impl GateState {
-    /// The caller's identity; `Ok(None)` when authentication is off.
-    fn authenticate(&self, headers: &http::HeaderMap) -> Result<Option<String>, Status> {
-        if self.keys.is_empty() {
-            return Ok(None);
-        }
+    /// The caller, from `authorization: Bearer <server token>`.
+    fn authenticate(&self, headers: &http::HeaderMap) -> Result<Caller, Status> {
         let token = headers
             .get(http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or_else(|| Status::unauthenticated("missing `authorization: Bearer <token>`"))?;
-        // Every key is tried; the HMAC comparison itself is constant-time.
-        let claims = self
-            .keys
-            .iter()
-            .find_map(|key| {
-                jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(
-                    token,
-                    key,
-                    &self.validation,
-                )
-                .ok()
-            })
-            .ok_or_else(|| Status::unauthenticated("invalid token"))?
-            .claims;
-        // Past the signature the caller is known, so the refusal may say what to fix.
-        TimeClaims::read(&claims)
-            .and_then(|times| times.check(self.clock.now(), self.leeway))
-            .map_err(|problem| match problem {
-                TimeProblem::Malformed(_) => Status::unauthenticated("invalid token"),
-                _ => Status::unauthenticated(problem.describe()),
-            })?;
-        let name = |claim: &str| {
-            claims
-                .get(claim)
-                .and_then(|v| v.as_str())
-                .map(str::to_owned)
-        };
-        Ok(Some(
-            name("service")
-                .or_else(|| name("sub"))
-                .unwrap_or_else(|| "authenticated".into()),
-        ))
+            .and_then(|v| v.strip_prefix("Bearer "));
+        self.keys.verify(token).map_err(|refusal| match refusal {
+            TokenRefusal::Missing => {
+                Status::unauthenticated("missing `authorization: Bearer <token>`")
+            }
+            TokenRefusal::Invalid => Status::unauthenticated("invalid token"),
+            TokenRefusal::Time(why) => Status::unauthenticated(why),
+        })
     }
 }
 
@@ -229,11 +177,12 @@ where
         let mut permit = None;
         if !is_open(request.uri().path()) {
             match self.state.authenticate(request.headers()) {
-                Ok(Some(identity)) => {
-                    span.record("caller", identity.as_str());
-                    request.extensions_mut().insert(CallerIdentity(identity));
+                Ok(caller) => {
+                    if let Some(name) = caller.name() {
+                        span.record("caller", name.as_str());
+                    }
+                    request.extensions_mut().insert(caller);
                 }
-                Ok(None) => {}
                 Err(status) => {
                     finish(&span, method, status.code() as i32);
                     return Box::pin(async move { Ok(status.into_http()) });

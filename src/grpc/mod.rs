@@ -11,6 +11,8 @@ pub mod pb {
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("roster_descriptor");
 }
 
+use crate::domain::access::Caller;
+
 pub mod codec;
 pub mod convert;
 mod devices;
@@ -35,14 +37,12 @@ pub use tasks::TaskApi;
 pub use tokens::TokenApi;
 pub use users::UserApi;
 
-/// The authenticated calling service, put into request extensions by authentication.
-#[derive(Debug, Clone)]
-pub struct CallerIdentity(pub String);
-
-/// The caller's identity, if the request was authenticated.
-pub fn caller<T>(request: &tonic::Request<T>) -> Option<String> {
+/// The caller of `request`, as the gate authenticated it (everything is allowed when
+/// authentication is off).
+pub fn caller<T>(request: &tonic::Request<T>) -> Caller {
     request
         .extensions()
-        .get::<CallerIdentity>()
-        .map(|c| c.0.clone())
+        .get::<Caller>()
+        .cloned()
+        .unwrap_or_else(Caller::unauthenticated)
 }

@@ -57,7 +57,7 @@ impl ModerationService for ModerationApi {
             shadow: req.shadow,
             banned_by_id: req.banned_by_id,
         };
-        let user = self.app.ban_user(caller, ban_request).await?;
+        let user = self.app.ban_user(&caller, ban_request).await?;
         Ok(Response::new(pb::BanUserResponse {
             ban: ban(user, self.app.as_of_now()),
         }))
@@ -71,7 +71,7 @@ impl ModerationService for ModerationApi {
         let req = request.into_inner();
         let user = self
             .app
-            .unban_user(caller, &req.target_user_id, req.created_by_id)
+            .unban_user(&caller, &req.target_user_id, req.created_by_id)
             .await?;
         Ok(Response::new(pb::UnbanUserResponse {
             user: Some(convert::user(user, self.app.as_of_now())),
@@ -82,10 +82,16 @@ impl ModerationService for ModerationApi {
         &self,
         request: Request<pb::QueryBannedUsersRequest>,
     ) -> Result<Response<pb::QueryBannedUsersResponse>, Status> {
+        let caller = caller(&request);
         let req = request.into_inner();
         let page = self
             .app
-            .query_banned_users(req.exclude_expired_bans, req.limit, &req.page_token)
+            .query_banned_users(
+                &caller,
+                req.exclude_expired_bans,
+                req.limit,
+                &req.page_token,
+            )
             .await?;
         let as_of = self.app.as_of_now();
         Ok(Response::new(pb::QueryBannedUsersResponse {
@@ -106,7 +112,7 @@ impl ModerationService for ModerationApi {
         let req = request.into_inner();
         let made = self
             .app
-            .block_user(caller, &req.user_id, &req.blocked_user_id)
+            .block_user(&caller, &req.user_id, &req.blocked_user_id)
             .await?;
         Ok(Response::new(pb::BlockUsersResponse {
             block: Some(block(made, self.app.as_of_now())),
@@ -120,7 +126,7 @@ impl ModerationService for ModerationApi {
         let caller = caller(&request);
         let req = request.into_inner();
         self.app
-            .unblock_user(caller, &req.user_id, &req.blocked_user_id)
+            .unblock_user(&caller, &req.user_id, &req.blocked_user_id)
             .await?;
         Ok(Response::new(pb::UnblockUsersResponse {}))
     }
@@ -129,9 +135,10 @@ impl ModerationService for ModerationApi {
         &self,
         request: Request<pb::GetBlockedUsersRequest>,
     ) -> Result<Response<pb::GetBlockedUsersResponse>, Status> {
+        let caller = caller(&request);
         let blocks = self
             .app
-            .blocked_users(&request.into_inner().user_id)
+            .blocked_users(&caller, &request.into_inner().user_id)
             .await?;
         let as_of = self.app.as_of_now();
         Ok(Response::new(pb::GetBlockedUsersResponse {

@@ -24,7 +24,7 @@ impl RoleService for RoleApi {
         let caller = caller(&request);
         let role = self
             .app
-            .create_role(caller, &request.into_inner().name)
+            .create_role(&caller, &request.into_inner().name)
             .await?;
         Ok(Response::new(pb::CreateRoleResponse {
             role: Some(role.into()),
@@ -33,9 +33,10 @@ impl RoleService for RoleApi {
 
     async fn list_roles(
         &self,
-        _request: Request<pb::ListRolesRequest>,
+        request: Request<pb::ListRolesRequest>,
     ) -> Result<Response<pb::ListRolesResponse>, Status> {
-        let roles = self.app.list_roles().await?;
+        let caller = caller(&request);
+        let roles = self.app.list_roles(&caller).await?;
         Ok(Response::new(pb::ListRolesResponse {
             roles: roles.into_iter().map(Into::into).collect(),
         }))
@@ -47,7 +48,7 @@ impl RoleService for RoleApi {
     ) -> Result<Response<pb::DeleteRoleResponse>, Status> {
         let caller = caller(&request);
         self.app
-            .delete_role(caller, &request.into_inner().name)
+            .delete_role(&caller, &request.into_inner().name)
             .await?;
         Ok(Response::new(pb::DeleteRoleResponse {}))
     }

@@ -115,6 +115,12 @@ impl From<Error> for Status {
                 };
                 info(Code::PermissionDenied, reason, "user_id", user_id)
             }
+            Error::MissingScope(scope) => info(
+                Code::PermissionDenied,
+                "MISSING_SCOPE",
+                "scope",
+                scope.to_string(),
+            ),
             Error::Unavailable(cause) => {
                 tracing::warn!(error = %crate::error::Chain(&cause), "database unavailable");
                 let details = ErrorInfo::new("DATABASE_UNAVAILABLE", DOMAIN, HashMap::new());

@@ -4,6 +4,7 @@ use std::pin::Pin;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
+use super::caller;
 use super::convert::{json_to_struct, timestamp};
 use crate::app::App;
 use crate::domain::task::{Task, TaskStatus};
@@ -79,7 +80,11 @@ impl TaskService for TaskApi {
         &self,
         request: Request<pb::GetTaskRequest>,
     ) -> Result<Response<pb::GetTaskResponse>, Status> {
-        let task = self.app.get_task(&request.into_inner().task_id).await?;
+        let caller = caller(&request);
+        let task = self
+            .app
+            .get_task(&caller, &request.into_inner().task_id)
+            .await?;
         Ok(Response::new(pb::GetTaskResponse {
             task: Some(task.into()),
         }))
@@ -89,7 +94,11 @@ impl TaskService for TaskApi {
         &self,
         request: Request<pb::WatchTaskRequest>,
     ) -> Result<Response<WatchStream>, Status> {
-        let stream = self.app.watch_task(&request.into_inner().task_id).await?;
+        let caller = caller(&request);
+        let stream = self
+            .app
+            .watch_task(&caller, &request.into_inner().task_id)
+            .await?;
         Ok(Response::new(Box::pin(stream.map(|task| {
             task.map(|task| pb::WatchTaskResponse {
                 task: Some(task.into()),
@@ -102,6 +111,7 @@ impl TaskService for TaskApi {
         &self,
         request: Request<pb::ListTasksRequest>,
     ) -> Result<Response<pb::ListTasksResponse>, Status> {
+        let caller = caller(&request);
         let req = request.into_inner();
         let status = match pb::TaskStatus::try_from(req.status) {
             Ok(s) => status_of(s),
@@ -113,7 +123,7 @@ impl TaskService for TaskApi {
         };
         let page = self
             .app
-            .list_tasks(status, &req.kind, req.limit, &req.page_token)
+            .list_tasks(&caller, status, &req.kind, req.limit, &req.page_token)
             .await?;
         Ok(Response::new(pb::ListTasksResponse {
             tasks: page.tasks.into_iter().map(Into::into).collect(),
@@ -125,7 +135,11 @@ impl TaskService for TaskApi {
         &self,
         request: Request<pb::CancelTaskRequest>,
     ) -> Result<Response<pb::CancelTaskResponse>, Status> {
-        let task = self.app.cancel_task(&request.into_inner().task_id).await?;
+        let caller = caller(&request);
+        let task = self
+            .app
+            .cancel_task(&caller, &request.into_inner().task_id)
+            .await?;
         Ok(Response::new(pb::CancelTaskResponse {
             task: Some(task.into()),
         }))

@@ -39,10 +39,11 @@ impl TokenService for TokenApi {
         &self,
         request: Request<pb::CreateUserTokenRequest>,
     ) -> Result<Response<pb::CreateUserTokenResponse>, Status> {
+        let caller = caller(&request);
         let req = request.into_inner();
         let issued = self
             .app
-            .create_user_token(&req.user_id, lifetime(req.expires_in)?)
+            .create_user_token(&caller, &req.user_id, lifetime(req.expires_in)?)
             .await?;
         Ok(Response::new(pb::CreateUserTokenResponse {
             token: issued.token,
@@ -55,9 +56,10 @@ impl TokenService for TokenApi {
         &self,
         request: Request<pb::VerifyUserTokenRequest>,
     ) -> Result<Response<pb::VerifyUserTokenResponse>, Status> {
+        let caller = caller(&request);
         let (user, claims) = self
             .app
-            .verify_user_token(&request.into_inner().token)
+            .verify_user_token(&caller, &request.into_inner().token)
             .await?;
         Ok(Response::new(pb::VerifyUserTokenResponse {
             user: Some(convert::user(user, self.app.as_of_now())),
@@ -80,7 +82,7 @@ impl TokenService for TokenApi {
         };
         let users = self
             .app
-            .revoke_user_tokens(caller, &req.user_ids, before)
+            .revoke_user_tokens(&caller, &req.user_ids, before)
             .await?;
         Ok(Response::new(pb::RevokeUserTokensResponse {
             users: user_map(users, self.app.as_of_now()),

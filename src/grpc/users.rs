@@ -6,6 +6,7 @@ use tonic::{Request, Response, Status};
 use super::caller;
 use super::convert::{self, struct_to_json, user_fields};
 use crate::app::{App, QueryRequest};
+use crate::domain::access::Caller;
 use crate::domain::lifecycle::DeleteOptionsInput;
 use crate::domain::lifecycle_request::LifecycleRequest;
 use crate::domain::partial::PartialUpdate;
@@ -26,7 +27,7 @@ impl UserApi {
     /// A one-user lifecycle call: the task id and the user as it now is.
     async fn one(
         &self,
-        caller: Option<String>,
+        caller: &Caller,
         request: LifecycleRequest,
     ) -> Result<(String, Option<pb::User>), Status> {
         let (task_id, users) = self.app.enqueue_lifecycle(caller, request).await?;
@@ -38,11 +39,7 @@ impl UserApi {
     }
 
     /// A many-user lifecycle call: the task id.
-    async fn many(
-        &self,
-        caller: Option<String>,
-        request: LifecycleRequest,
-    ) -> Result<String, Status> {
+    async fn many(&self, caller: &Caller, request: LifecycleRequest) -> Result<String, Status> {
         Ok(self.app.enqueue_lifecycle(caller, request).await?.0)
     }
 }
@@ -73,7 +70,7 @@ impl UserService for UserApi {
             let fields = user_fields(user, &format!("users[{key}]"))?;
             Ok((key, fields))
         });
-        let users = self.app.upsert_users(caller, users).await?;
+        let users = self.app.upsert_users(&caller, users).await?;
         Ok(Response::new(pb::UpdateUsersResponse {
             users: user_map(users, self.app.as_of_now()),
         }))
@@ -99,7 +96,7 @@ impl UserService for UserApi {
                     unset: u.unset,
                 })
             });
-        let users = self.app.update_users_partial(caller, updates).await?;
+        let users = self.app.update_users_partial(&caller, updates).await?;
         Ok(Response::new(pb::UpdateUsersPartialResponse {
             users: user_map(users, self.app.as_of_now()),
         }))
@@ -109,8 +106,12 @@ impl UserService for UserApi {
         &self,
         request: Request<pb::GetUserRequest>,
     ) -> Result<Response<pb::GetUserResponse>, Status> {
+        let caller = caller(&request);
         let req = request.into_inner();
-        let user = self.app.get_user(&req.id, req.include_deleted).await?;
+        let user = self
+            .app
+            .get_user(&caller, &req.id, req.include_deleted)
+            .await?;
         Ok(Response::new(pb::GetUserResponse {
             user: Some(convert::user(user, self.app.as_of_now())),
         }))
@@ -120,6 +121,7 @@ impl UserService for UserApi {
         &self,
         request: Request<pb::QueryUsersRequest>,
     ) -> Result<Response<pb::QueryUsersResponse>, Status> {
+        let caller = caller(&request);
         let req = request.into_inner();
         let query = QueryRequest {
             filter: req.filter.map(|s| json_of(s, "filter")).transpose()?,
@@ -133,7 +135,7 @@ impl UserService for UserApi {
             page_token: req.page_token,
             include_deactivated_users: req.include_deactivated_users,
         };
-        let page = self.app.query_users(&query).await?;
+        let page = self.app.query_users(&caller, &query).await?;
         let as_of = self.app.as_of_now();
         Ok(Response::new(pb::QueryUsersResponse {
             users: page
@@ -153,7 +155,7 @@ impl UserService for UserApi {
         let r = request.into_inner();
         let (task_id, user) = self
             .one(
-                caller,
+                &caller,
                 LifecycleRequest::DeactivateOne {
                     user_id: r.user_id,
                     mark_messages_deleted: r.mark_messages_deleted,
@@ -172,7 +174,7 @@ impl UserService for UserApi {
         let r = request.into_inner();
         let task_id = self
             .many(
-                caller,
+                &caller,
                 LifecycleRequest::DeactivateMany {
                     user_ids: r.user_ids,
                     mark_messages_deleted: r.mark_messages_deleted,
@@ -193,7 +195,7 @@ impl UserService for UserApi {
         let r = request.into_inner();
         let (task_id, user) = self
             .one(
-                caller,
+                &caller,
                 LifecycleRequest::ReactivateOne {
                     user_id: r.user_id,
                     restore_messages: r.restore_messages,
@@ -213,7 +215,7 @@ impl UserService for UserApi {
         let r = request.into_inner();
         let task_id = self
             .many(
-                caller,
+                &caller,
                 LifecycleRequest::ReactivateMany {
                     user_ids: r.user_ids,
                     restore_messages: r.restore_messages,
@@ -243,7 +245,7 @@ impl UserService for UserApi {
         };
         let task_id = self
             .many(
-                caller,
+                &caller,
                 LifecycleRequest::Delete {
                     user_ids: r.user_ids,
                     options,
@@ -263,7 +265,7 @@ impl UserService for UserApi {
         let r = request.into_inner();
         let task_id = self
             .many(
-                caller,
+                &caller,
                 LifecycleRequest::Restore {
                     user_ids: r.user_ids,
                     created_by_id: r.created_by_id,

@@ -36,6 +36,7 @@ mod ops_metrics;
 mod ops_nodelay;
 mod ops_otlp;
 mod ops_run;
+mod ops_scopes;
 mod ops_shedding;
 mod ops_shutdown;
 mod ops_support;
