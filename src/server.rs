@@ -117,7 +117,6 @@ pub async fn serve(
         tasks.spawn(crate::telemetry::metrics::serve(
             metrics_listener,
             stop.clone(),
-            tasks.clone(),
         ));
     }
 

@@ -1,13 +1,11 @@
-//! Prometheus metrics: the `metrics` facade everywhere, one process-wide recorder, and a small
-//! HTTP endpoint (`GET /metrics`) per server.
+//! Prometheus metrics: the `metrics` facade everywhere, one process-wide recorder, and
+//! `GET /metrics` per server.
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::store::Store;
 
@@ -46,41 +44,27 @@ pub fn handle() -> &'static PrometheusHandle {
     })
 }
 
-/// Serves `GET /metrics` in the Prometheus text format until `stop`. Each connection is answered
-/// on `tasks`, so the tracker's owner also waits for answers already under way.
-pub async fn serve(listener: TcpListener, stop: CancellationToken, tasks: TaskTracker) {
-    let handle = handle();
-    loop {
-        let (mut socket, _) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(_) => continue,
-            },
-            () = stop.cancelled() => return,
-        };
-        let body = handle.render();
-        tasks.spawn(async move {
-            let mut request = [0u8; 1024];
-            let n = match tokio::time::timeout(Duration::from_secs(5), socket.read(&mut request))
-                .await
-            {
-                Ok(Ok(n)) => n,
-                _ => return,
-            };
-            let head = String::from_utf8_lossy(&request[..n]);
-            let response = if head.starts_with("GET /metrics ") || head.starts_with("GET /metrics?")
-            {
-                format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                )
-            } else {
-                "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-                    .to_owned()
-            };
-            let _ = socket.write_all(response.as_bytes()).await;
-            let _ = socket.shutdown().await;
-        });
+/// Serves `GET /metrics` in the Prometheus text format until `stop`, then lets the answers under
+/// way finish. HTTP/1.1 and h2c by hyper, through axum: requests split across packets, keep-alive
+/// and accept errors (a full file table) are handled there, not here.
+pub async fn serve(listener: TcpListener, stop: CancellationToken) {
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(|| async {
+            (
+                [(
+                    axum::http::header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4",
+                )],
+                handle().render(),
+            )
+        }),
+    );
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(stop.cancelled_owned())
+        .await;
+    if let Err(err) = served {
+        tracing::error!(error = %crate::error::Chain(&err), "serving /metrics failed");
     }
 }
 

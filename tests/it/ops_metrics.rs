@@ -227,3 +227,39 @@ async fn a_thousand_invented_paths_add_no_series() {
         "the 1000 requests are counted without a label: {unrouted_before} -> {unrouted}"
     );
 }
+
+/// `/metrics` is served by a real HTTP implementation: a request that arrives in pieces is still
+/// answered, and other paths are 404.
+#[tokio::test]
+async fn a_request_split_across_packets_is_answered_and_other_paths_are_not_found() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let metrics_addr = free_loopback_addr();
+    let _server = Roster::start(|config| config.metrics_listen = Some(metrics_addr)).await;
+
+    let mut socket = tokio::net::TcpStream::connect(metrics_addr)
+        .await
+        .expect("connect");
+    socket.set_nodelay(true).expect("nodelay");
+    socket.write_all(b"GET /met").await.expect("first piece");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    socket
+        .write_all(b"rics HTTP/1.1\r\nHost: roster\r\n")
+        .await
+        .expect("second piece");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    socket
+        .write_all(b"Connection: close\r\n\r\n")
+        .await
+        .expect("last piece");
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), socket.read_to_end(&mut response))
+        .await
+        .expect("answered within 10 s")
+        .expect("read");
+    let text = String::from_utf8_lossy(&response);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text:.200}");
+    assert!(text.contains("text/plain; version=0.0.4"), "{text:.300}");
+
+    let (code, _) = http_get(metrics_addr, "/other").await.expect("GET /other");
+    assert_eq!(code, 404);
+}
