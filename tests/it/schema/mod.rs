@@ -1,0 +1,3 @@
+//! The schema: migrations applied once by replicas starting together, and a newer schema refused.
+
+mod migrate;
