@@ -1,12 +1,13 @@
 //! SPEC 13: on SIGTERM the real binary stops taking work, ends open streams with UNAVAILABLE,
 //! releases its task leases and exits within the grace period; the next start on the same
-//! database finishes the task.
+//! database finishes the task; and from SIGTERM its main and health-only ports report NOT_SERVING.
 
 use std::time::Duration;
 
 use roster::pb::{TaskStatus, WatchTaskRequest};
 use tokio::time::Instant;
 use tonic::Code;
+use tonic_health::pb::health_check_response::ServingStatus;
 
 use crate::support::*;
 
@@ -112,3 +113,35 @@ async fn sigterm_ends_streams_with_unavailable_exits_in_time_and_the_next_start_
     );
 }
 
+/// The in-process test (`ops::run`) drives shutdown through `run`'s future; this one sends the
+/// real binary a real SIGTERM: from the signal, both the main port and the plaintext health-only
+/// port report NOT_SERVING to a probe watching them, and the process then exits cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn from_sigterm_the_binarys_main_and_health_only_ports_report_not_serving() {
+    let db = TestDb::create().await;
+    let grace = GRACE_SECONDS.to_string();
+    let mut roster = Process::launch("health-on-sigterm", db.url())
+        .health_port()
+        .args(&["--shutdown-grace-seconds", &grace])
+        .start()
+        .await;
+    let mut on_main = watch_health(roster.addr).await;
+    let mut on_health = watch_health(roster.health_addr()).await;
+    next_status("main", &mut on_main, ServingStatus::Serving).await;
+    next_status("health-only", &mut on_health, ServingStatus::Serving).await;
+
+    roster.sigterm();
+    next_status("main", &mut on_main, ServingStatus::NotServing).await;
+    next_status("health-only", &mut on_health, ServingStatus::NotServing).await;
+    // Probes that saw NOT_SERVING go away; then the process exits, in time and with success.
+    drop((on_main, on_health));
+    let exit = roster
+        .wait_exit(Duration::from_secs(GRACE_SECONDS + 10))
+        .await
+        .unwrap_or_else(|| panic!("still running after SIGTERM; log:\n{}", roster.log_tail()));
+    assert!(
+        exit.success(),
+        "exit status after SIGTERM: {exit}; log:\n{}",
+        roster.log_tail()
+    );
+}
