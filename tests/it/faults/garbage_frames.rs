@@ -113,7 +113,7 @@ impl Bystander {
     }
 }
 
-/// A channel of its own (its own TCP connection), not the harness's shared one.
+/// A channel of its own (its own TCP connection), not the launcher's shared one.
 fn own_channel(srv: &Server) -> Channel {
     Endpoint::from_shared(format!("http://{}", addr(srv)))
         .expect("endpoint")
@@ -122,7 +122,7 @@ fn own_channel(srv: &Server) -> Channel {
 }
 
 fn addr(srv: &Server) -> String {
-    // The harness's channel was built for `http://<addr>`; the server listens there.
+    // The launcher's channel was built for `http://<addr>`; the server listens there.
     srv.address().to_string()
 }
 
