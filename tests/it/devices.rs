@@ -4,7 +4,7 @@ use roster::pb::{CreateDeviceRequest, DeleteDeviceRequest, Device, ListDevicesRe
 use serde_json::json;
 use tonic::{Code, Status};
 
-use crate::harness::*;
+use crate::support::*;
 
 fn device(user_id: &str, id: &str) -> CreateDeviceRequest {
     CreateDeviceRequest {
@@ -16,14 +16,14 @@ fn device(user_id: &str, id: &str) -> CreateDeviceRequest {
     }
 }
 
-async fn create(srv: &TestServer, request: CreateDeviceRequest) -> Result<Device, Status> {
+async fn create(srv: &Server, request: CreateDeviceRequest) -> Result<Device, Status> {
     let response = srv.devices().create_device(request).await?.into_inner();
     Ok(response
         .device
         .expect("CreateDeviceResponse without a device"))
 }
 
-async fn list(srv: &TestServer, user_id: &str) -> Vec<Device> {
+async fn list(srv: &Server, user_id: &str) -> Vec<Device> {
     srv.devices()
         .list_devices(ListDevicesRequest {
             user_id: user_id.to_owned(),
@@ -34,7 +34,7 @@ async fn list(srv: &TestServer, user_id: &str) -> Vec<Device> {
         .devices
 }
 
-async fn delete(srv: &TestServer, user_id: &str, id: &str) -> Result<(), Status> {
+async fn delete(srv: &Server, user_id: &str, id: &str) -> Result<(), Status> {
     srv.devices()
         .delete_device(DeleteDeviceRequest {
             user_id: user_id.to_owned(),
@@ -50,7 +50,7 @@ fn device_ids(devices: &[Device]) -> Vec<String> {
 
 #[tokio::test]
 async fn a_created_device_is_listed_and_carried_by_the_user_everywhere() {
-    let srv = TestServer::start().await;
+    let srv = Launch::new().start().await;
     srv.upsert_ok([user("u1")]).await;
 
     let created = create(
@@ -92,7 +92,7 @@ async fn a_created_device_is_listed_and_carried_by_the_user_everywhere() {
 
 #[tokio::test]
 async fn creating_an_existing_device_is_a_no_op() {
-    let srv = TestServer::start().await;
+    let srv = Launch::new().start().await;
     srv.upsert_ok([user("u1")]).await;
     let first = create(&srv, device("u1", "d1"))
         .await
@@ -121,7 +121,7 @@ async fn creating_an_existing_device_is_a_no_op() {
 
 #[tokio::test]
 async fn the_26th_device_replaces_the_oldest() {
-    let srv = TestServer::start().await;
+    let srv = Launch::new().start().await;
     srv.upsert_ok([user("u1")]).await;
     for i in 0..25 {
         create(&srv, device("u1", &format!("d{i:02}")))
@@ -147,7 +147,7 @@ async fn the_26th_device_replaces_the_oldest() {
 
 #[tokio::test]
 async fn delete_removes_one_device() {
-    let srv = TestServer::start().await;
+    let srv = Launch::new().start().await;
     srv.upsert_ok([user("u1"), user("u2")]).await;
     create(&srv, device("u1", "d1"))
         .await
@@ -169,7 +169,7 @@ async fn delete_removes_one_device() {
 
 #[tokio::test]
 async fn devices_are_checked() {
-    let srv = TestServer::start().await;
+    let srv = Launch::new().start().await;
     srv.upsert_ok([user("u1")]).await;
 
     let provider = expect_err(
@@ -206,7 +206,7 @@ async fn devices_are_checked() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_creates_never_leave_more_than_25_devices() {
-    let srv = std::sync::Arc::new(TestServer::start().await);
+    let srv = std::sync::Arc::new(Launch::new().start().await);
     srv.upsert_ok([user("u1")]).await;
 
     let creates: Vec<_> = (0..30)

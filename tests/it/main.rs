@@ -1,47 +1,31 @@
 //! roster's integration tests: one binary, one real server per test.
 //!
-//! Every test starts `roster::run` on `127.0.0.1:0` against a fresh database (a fresh SQLite file,
-//! or a fresh PostgreSQL database when `ROSTER_TEST_DB=postgres`), waits for grpc health to report
-//! SERVING, and talks to it with the generated tonic clients. See `harness.rs`.
+//! Every test starts roster (in process with `support::Launch`, or the real binary with
+//! `support::Process::launch`) against a fresh database: a fresh SQLite file, or a fresh PostgreSQL
+//! database when `ROSTER_TEST_DB=postgres`. A test that cannot run on the current database says so
+//! loudly (`!!! SKIPPED ...`, see `support::db::skip_unless_postgres`).
+//!
+//! Areas:
+//! - `users`: UpdateUsers, UpdateUsersPartial, GetUser, QueryUsers
+//! - `lifecycle`: deactivate, delete, restore, and the product fan-out
+//! - `tasks`: TaskService, crash recovery, replicas
+//! - `feed`: the change feed
+//! - `roles`, `tokens`, `presence`, `devices`, `moderation`: one service each
+//! - `schema`: migrations
+//! - `ops`: serving, auth, listen, TLS, shedding, metrics, traces, run and shutdown
+//! - `faults`: bad input, garbage frames, concurrency, outage, crash, sustained load
 
-mod harness;
+mod support;
 
 mod devices;
-mod fault_crash;
-mod fault_outage;
-mod fault_support;
+mod faults;
 mod feed;
 mod lifecycle;
-mod load_sustained;
-mod migrations;
 mod moderation;
+mod ops;
 mod presence;
-mod product_support;
-mod products;
 mod roles;
-mod serving;
-mod task_crash;
-mod task_replicas;
-mod task_support;
+mod schema;
 mod tasks;
 mod tokens;
-mod users_get;
-mod users_partial;
-mod users_query;
-mod users_upsert;
-
-mod ops_auth;
-mod ops_listen;
-mod ops_metrics;
-mod ops_nodelay;
-mod ops_otlp;
-mod ops_run;
-mod ops_scopes;
-mod ops_shedding;
-mod ops_shutdown;
-mod ops_support;
-mod ops_tls;
-
-mod bad_input;
-mod concurrency;
-mod garbage_frames;
+mod users;

@@ -11,7 +11,7 @@ use roster::pb::{
 use serde_json::json;
 use tonic::{Code, Status};
 
-use crate::harness::*;
+use crate::support::*;
 
 fn ban_request(target: &str, timeout: u32) -> BanUserRequest {
     BanUserRequest {
@@ -23,16 +23,16 @@ fn ban_request(target: &str, timeout: u32) -> BanUserRequest {
     }
 }
 
-async fn ban(srv: &TestServer, request: BanUserRequest) -> Result<Ban, Status> {
+async fn ban(srv: &Server, request: BanUserRequest) -> Result<Ban, Status> {
     let response = srv.moderation().ban_user(request).await?.into_inner();
     Ok(response.ban.expect("BanUserResponse without a ban"))
 }
 
-async fn ban_ok(srv: &TestServer, request: BanUserRequest) -> Ban {
+async fn ban_ok(srv: &Server, request: BanUserRequest) -> Ban {
     ban(srv, request).await.expect("BanUser")
 }
 
-async fn unban(srv: &TestServer, target: &str) -> Result<User, Status> {
+async fn unban(srv: &Server, target: &str) -> Result<User, Status> {
     let response = srv
         .moderation()
         .unban_user(UnbanUserRequest {
@@ -45,7 +45,7 @@ async fn unban(srv: &TestServer, target: &str) -> Result<User, Status> {
 }
 
 async fn banned_list(
-    srv: &TestServer,
+    srv: &Server,
     exclude_expired_bans: bool,
     limit: u32,
     page_token: &str,
@@ -75,11 +75,7 @@ fn banned_ids(response: &QueryBannedUsersResponse) -> Vec<String> {
         .collect()
 }
 
-async fn block(
-    srv: &TestServer,
-    user_id: &str,
-    blocked: &str,
-) -> Result<roster::pb::Block, Status> {
+async fn block(srv: &Server, user_id: &str, blocked: &str) -> Result<roster::pb::Block, Status> {
     let response = srv
         .moderation()
         .block_users(BlockUsersRequest {
@@ -91,7 +87,7 @@ async fn block(
     Ok(response.block.expect("BlockUsersResponse without a block"))
 }
 
-async fn unblock(srv: &TestServer, user_id: &str, blocked: &str) -> Result<(), Status> {
+async fn unblock(srv: &Server, user_id: &str, blocked: &str) -> Result<(), Status> {
     srv.moderation()
         .unblock_users(UnblockUsersRequest {
             user_id: user_id.to_owned(),
@@ -101,7 +97,7 @@ async fn unblock(srv: &TestServer, user_id: &str, blocked: &str) -> Result<(), S
         .map(|_| ())
 }
 
-async fn blocked_users(srv: &TestServer, user_id: &str) -> Vec<roster::pb::Block> {
+async fn blocked_users(srv: &Server, user_id: &str) -> Vec<roster::pb::Block> {
     srv.moderation()
         .get_blocked_users(GetBlockedUsersRequest {
             user_id: user_id.to_owned(),
@@ -114,7 +110,7 @@ async fn blocked_users(srv: &TestServer, user_id: &str) -> Vec<roster::pb::Block
 
 #[tokio::test]
 async fn a_ban_with_a_timeout_stops_counting_once_the_clock_passes_its_expiry() {
-    let srv = TestServer::start().await;
+    let srv = Launch::new().start().await;
     srv.upsert_ok([user("u1")]).await;
 
     let made = ban_ok(&srv, ban_request("u1", 2)).await;
@@ -158,7 +154,7 @@ async fn a_ban_with_a_timeout_stops_counting_once_the_clock_passes_its_expiry() 
 
 #[tokio::test]
 async fn a_shadow_ban_sets_shadow_banned_and_not_banned() {
-    let srv = TestServer::start().await;
+    let srv = Launch::new().start().await;
     srv.upsert_ok([user("u1")]).await;
 
     let made = ban_ok(
@@ -183,7 +179,7 @@ async fn a_shadow_ban_sets_shadow_banned_and_not_banned() {
 
 #[tokio::test]
 async fn banning_again_replaces_the_ban() {
-    let srv = TestServer::start().await;
+    let srv = Launch::new().start().await;
     srv.upsert_ok([user("u1")]).await;
     ban_ok(
         &srv,
@@ -214,7 +210,7 @@ async fn banning_again_replaces_the_ban() {
 
 #[tokio::test]
 async fn unban_lifts_the_ban_and_unbanning_again_is_a_no_op() {
-    let srv = TestServer::start().await;
+    let srv = Launch::new().start().await;
     srv.upsert_ok([user("u1")]).await;
     ban_ok(&srv, ban_request("u1", 0)).await;
 
@@ -238,7 +234,7 @@ async fn unban_lifts_the_ban_and_unbanning_again_is_a_no_op() {
 
 #[tokio::test]
 async fn query_banned_users_lists_expired_bans_unless_they_are_excluded() {
-    let srv = TestServer::start().await;
+    let srv = Launch::new().start().await;
     srv.upsert_ok([user("u1"), user("u2"), user("u3"), user("u4")])
         .await;
     ban_ok(&srv, ban_request("u1", 1)).await;
@@ -268,7 +264,7 @@ async fn query_banned_users_lists_expired_bans_unless_they_are_excluded() {
 
 #[tokio::test]
 async fn query_banned_users_pages_through_every_ban_once() {
-    let srv = TestServer::start().await;
+    let srv = Launch::new().start().await;
     let ids: Vec<String> = (0..7).map(|i| format!("u{i}")).collect();
     srv.upsert_ok(ids.iter().map(|id| user(id))).await;
     for id in &ids {
@@ -302,7 +298,7 @@ async fn query_banned_users_pages_through_every_ban_once() {
 
 #[tokio::test]
 async fn bans_are_checked_and_need_a_live_user() {
-    let srv = TestServer::start().await;
+    let srv = Launch::new().start().await;
     srv.upsert_ok([user("u1"), user("gone")]).await;
     let deleted = srv
         .users()
@@ -351,7 +347,7 @@ async fn bans_are_checked_and_need_a_live_user() {
 
 #[tokio::test]
 async fn a_replace_keeps_the_ban_devices_and_blocks() {
-    let srv = TestServer::start().await;
+    let srv = Launch::new().start().await;
     srv.upsert_ok([user("u1").with_name("Before"), user("u2")])
         .await;
     ban_ok(&srv, ban_request("u1", 0)).await;
@@ -378,7 +374,7 @@ async fn a_replace_keeps_the_ban_devices_and_blocks() {
 
 #[tokio::test]
 async fn block_list_and_unblock() {
-    let srv = TestServer::start().await;
+    let srv = Launch::new().start().await;
     srv.upsert_ok([user("u1"), user("u2").with_name("Two"), user("u3")])
         .await;
 
@@ -416,7 +412,7 @@ async fn block_list_and_unblock() {
 
 #[tokio::test]
 async fn blocking_twice_is_one_block() {
-    let srv = TestServer::start().await;
+    let srv = Launch::new().start().await;
     srv.upsert_ok([user("u1"), user("u2")]).await;
 
     let first = block(&srv, "u1", "u2").await.expect("BlockUsers");
@@ -433,7 +429,7 @@ async fn blocking_twice_is_one_block() {
 
 #[tokio::test]
 async fn blocks_are_checked() {
-    let srv = TestServer::start().await;
+    let srv = Launch::new().start().await;
     srv.upsert_ok([user("u1")]).await;
 
     assert_invalid(
@@ -462,7 +458,7 @@ async fn blocks_are_checked() {
     assert!(srv.get_ok("u1").await.blocked_user_ids.is_empty());
 }
 
-async fn delete(srv: &TestServer, id: &str, mode: &str) {
+async fn delete(srv: &Server, id: &str, mode: &str) {
     let hard = mode == "hard";
     let response = srv
         .users()
@@ -487,7 +483,7 @@ async fn delete(srv: &TestServer, id: &str, mode: &str) {
     srv.wait_for_task(&response.task_id).await;
 }
 
-async fn add_device(srv: &TestServer, user_id: &str, id: &str) {
+async fn add_device(srv: &Server, user_id: &str, id: &str) {
     srv.devices()
         .create_device(CreateDeviceRequest {
             user_id: user_id.to_owned(),
@@ -499,7 +495,7 @@ async fn add_device(srv: &TestServer, user_id: &str, id: &str) {
         .expect("CreateDevice");
 }
 
-async fn get_deleted(srv: &TestServer, id: &str) -> User {
+async fn get_deleted(srv: &Server, id: &str) -> User {
     srv.users()
         .get_user(GetUserRequest {
             id: id.to_owned(),
@@ -514,7 +510,7 @@ async fn get_deleted(srv: &TestServer, id: &str) -> User {
 
 #[tokio::test]
 async fn pruning_removes_the_users_devices_and_its_own_blocks() {
-    let srv = TestServer::start().await;
+    let srv = Launch::new().start().await;
     srv.upsert_ok([user("u1"), user("u2"), user("u3")]).await;
     add_device(&srv, "u1", "d1").await;
     block(&srv, "u1", "u2").await.expect("u1 blocks u2");
@@ -537,7 +533,7 @@ async fn pruning_removes_the_users_devices_and_its_own_blocks() {
 
 #[tokio::test]
 async fn hard_deletion_removes_devices_and_every_block_so_a_reused_id_inherits_nothing() {
-    let srv = TestServer::start().await;
+    let srv = Launch::new().start().await;
     srv.upsert_ok([user("u1"), user("u2"), user("u3")]).await;
     add_device(&srv, "u1", "d1").await;
     block(&srv, "u1", "u2").await.expect("u1 blocks u2");
@@ -556,7 +552,7 @@ async fn hard_deletion_removes_devices_and_every_block_so_a_reused_id_inherits_n
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_identical_blocks_make_one_block() {
-    let srv = std::sync::Arc::new(TestServer::start().await);
+    let srv = std::sync::Arc::new(Launch::new().start().await);
     srv.upsert_ok([user("u1"), user("u2")]).await;
 
     let blocks: Vec<_> = (0..6)

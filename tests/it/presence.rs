@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
-use crate::harness::*;
 use crate::tokens::{SECRET, server_with_secret, token_ok, verify};
+
+use crate::support::*;
 
 #[tokio::test]
 async fn a_verified_user_is_online_until_the_window_passes() {
@@ -82,11 +83,13 @@ async fn last_active_is_written_at_most_once_per_quarter_window() {
 #[tokio::test]
 async fn the_presence_window_is_configurable() {
     let secret = SECRET.parse().expect("secret");
-    let srv = TestServer::start_with(|config| {
-        config.user_token_secret = Some(secret);
-        config.presence_window_seconds = 5;
-    })
-    .await;
+    let srv = Launch::new()
+        .config(|config| {
+            config.user_token_secret = Some(secret);
+            config.presence_window_seconds = 5;
+        })
+        .start()
+        .await;
     srv.upsert_ok([user("u1")]).await;
     let token = token_ok(&srv, "u1").await;
     verify(&srv, &token).await.expect("VerifyUserToken");

@@ -4,7 +4,7 @@ use roster::pb::{CreateRoleRequest, DeleteRoleRequest, ListRolesRequest, Role};
 use serde_json::json;
 use tonic::{Code, Status};
 
-use crate::harness::*;
+use crate::support::*;
 
 const BUILTIN: [&str; 6] = [
     "user",
@@ -15,7 +15,7 @@ const BUILTIN: [&str; 6] = [
     "channel_moderator",
 ];
 
-async fn list_roles(srv: &TestServer) -> Vec<Role> {
+async fn list_roles(srv: &Server) -> Vec<Role> {
     srv.roles()
         .list_roles(ListRolesRequest {})
         .await
@@ -24,7 +24,7 @@ async fn list_roles(srv: &TestServer) -> Vec<Role> {
         .roles
 }
 
-async fn role_names(srv: &TestServer) -> Vec<String> {
+async fn role_names(srv: &Server) -> Vec<String> {
     list_roles(srv)
         .await
         .into_iter()
@@ -32,7 +32,7 @@ async fn role_names(srv: &TestServer) -> Vec<String> {
         .collect()
 }
 
-async fn create_role(srv: &TestServer, name: &str) -> Result<Role, Status> {
+async fn create_role(srv: &Server, name: &str) -> Result<Role, Status> {
     let response = srv
         .roles()
         .create_role(CreateRoleRequest {
@@ -45,7 +45,7 @@ async fn create_role(srv: &TestServer, name: &str) -> Result<Role, Status> {
         .expect("CreateRoleResponse without a role"))
 }
 
-async fn delete_role(srv: &TestServer, name: &str) -> Result<(), Status> {
+async fn delete_role(srv: &Server, name: &str) -> Result<(), Status> {
     srv.roles()
         .delete_role(DeleteRoleRequest {
             name: name.to_owned(),
@@ -56,7 +56,7 @@ async fn delete_role(srv: &TestServer, name: &str) -> Result<(), Status> {
 
 #[tokio::test]
 async fn built_in_roles_exist_from_the_first_start() {
-    let srv = TestServer::start().await;
+    let srv = Launch::new().start().await;
 
     let roles = list_roles(&srv).await;
 
@@ -78,7 +78,7 @@ async fn built_in_roles_exist_from_the_first_start() {
 
 #[tokio::test]
 async fn create_role_adds_a_custom_role_listed_after_the_built_ins_by_name() {
-    let srv = TestServer::start().await;
+    let srv = Launch::new().start().await;
 
     let editor = create_role(&srv, "editor")
         .await
@@ -107,7 +107,7 @@ async fn create_role_adds_a_custom_role_listed_after_the_built_ins_by_name() {
 
 #[tokio::test]
 async fn creating_an_existing_role_is_already_exists() {
-    let srv = TestServer::start().await;
+    let srv = Launch::new().start().await;
     create_role(&srv, "editor")
         .await
         .expect("CreateRole editor");
@@ -129,7 +129,7 @@ async fn creating_an_existing_role_is_already_exists() {
 
 #[tokio::test]
 async fn role_names_are_1_to_64_allowed_characters() {
-    let srv = TestServer::start().await;
+    let srv = Launch::new().start().await;
     let longest = "r".repeat(64);
 
     create_role(&srv, &longest)
@@ -159,7 +159,7 @@ async fn role_names_are_1_to_64_allowed_characters() {
 
 #[tokio::test]
 async fn built_in_roles_cannot_be_deleted() {
-    let srv = TestServer::start().await;
+    let srv = Launch::new().start().await;
 
     for name in BUILTIN {
         let status = expect_err(delete_role(&srv, name).await);
@@ -171,7 +171,7 @@ async fn built_in_roles_cannot_be_deleted() {
 
 #[tokio::test]
 async fn deleting_an_unknown_role_is_not_found() {
-    let srv = TestServer::start().await;
+    let srv = Launch::new().start().await;
 
     let status = expect_err(delete_role(&srv, "nope").await);
 
@@ -180,7 +180,7 @@ async fn deleting_an_unknown_role_is_not_found() {
 
 #[tokio::test]
 async fn a_role_held_by_a_user_cannot_be_deleted_until_the_user_is_reassigned() {
-    let srv = TestServer::start().await;
+    let srv = Launch::new().start().await;
     create_role(&srv, "editor").await.expect("CreateRole");
     srv.upsert_ok([user("u1").with_role("editor")]).await;
 
@@ -201,7 +201,7 @@ async fn a_role_held_by_a_user_cannot_be_deleted_until_the_user_is_reassigned() 
 
 #[tokio::test]
 async fn a_role_held_as_a_team_role_cannot_be_deleted() {
-    let srv = TestServer::start().await;
+    let srv = Launch::new().start().await;
     create_role(&srv, "captain").await.expect("CreateRole");
     srv.upsert_ok([user("u1")
         .with_teams(&["red"])
@@ -220,7 +220,7 @@ async fn a_role_held_as_a_team_role_cannot_be_deleted() {
 
 #[tokio::test]
 async fn at_most_25_custom_roles() {
-    let srv = TestServer::start().await;
+    let srv = Launch::new().start().await;
     for i in 0..25 {
         create_role(&srv, &format!("custom{i:02}"))
             .await
@@ -239,7 +239,7 @@ async fn at_most_25_custom_roles() {
 
 #[tokio::test]
 async fn a_user_may_hold_a_custom_role() {
-    let srv = TestServer::start().await;
+    let srv = Launch::new().start().await;
     create_role(&srv, "editor").await.expect("CreateRole");
 
     let users = srv
@@ -269,7 +269,7 @@ async fn a_user_may_hold_a_custom_role() {
 
 #[tokio::test]
 async fn a_channel_level_role_is_not_a_global_role() {
-    let srv = TestServer::start().await;
+    let srv = Launch::new().start().await;
 
     for role in ["channel_member", "channel_moderator"] {
         let status = expect_err(srv.upsert([user("u1").with_role(role), user("u2")]).await);
@@ -282,7 +282,7 @@ async fn a_channel_level_role_is_not_a_global_role() {
 /// 15 concurrent creates when 5 roles fit: exactly 5 succeed. Repeated, since a race may hide.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_custom_role_limit_holds_under_concurrent_creates() {
-    let srv = TestServer::start().await;
+    let srv = Launch::new().start().await;
     for i in 0..20 {
         create_role(&srv, &format!("early{i:02}"))
             .await
@@ -326,7 +326,7 @@ async fn the_custom_role_limit_holds_under_concurrent_creates() {
 /// or the write sees the role gone (INVALID_ARGUMENT); never both succeed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn deleting_a_role_while_it_is_assigned_never_leaves_a_user_holding_a_missing_role() {
-    let srv = TestServer::start().await;
+    let srv = Launch::new().start().await;
 
     for round in 0..30 {
         let role = format!("racer{round:02}");
@@ -366,7 +366,7 @@ async fn deleting_a_role_while_it_is_assigned_never_leaves_a_user_holding_a_miss
 
 #[tokio::test]
 async fn a_role_held_by_a_soft_deleted_user_stays_until_the_user_is_pruned() {
-    let srv = TestServer::start().await;
+    let srv = Launch::new().start().await;
     create_role(&srv, "wizard").await.expect("CreateRole");
     create_role(&srv, "captain").await.expect("CreateRole");
     srv.upsert_ok([

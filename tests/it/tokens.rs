@@ -11,19 +11,22 @@ use roster::pb::{
 use serde_json::json;
 use tonic::{Code, Status};
 
-use crate::harness::*;
+use crate::support::*;
 
 pub const SECRET: &str = "roster-test-user-token-secret-0123456789";
 const OTHER_SECRET: &str = "another-roster-user-token-secret-9876543210";
 
 /// A server that issues and verifies user tokens with `secret`.
-pub async fn server_with_secret(secret: &str) -> TestServer {
+pub async fn server_with_secret(secret: &str) -> Server {
     let secret = secret.parse().expect("a secret");
-    TestServer::start_with(|config| config.user_token_secret = Some(secret)).await
+    Launch::new()
+        .config(|config| config.user_token_secret = Some(secret))
+        .start()
+        .await
 }
 
 pub async fn create_token(
-    srv: &TestServer,
+    srv: &Server,
     user_id: &str,
     expires_in: Option<Duration>,
 ) -> Result<CreateUserTokenResponse, Status> {
@@ -41,14 +44,14 @@ pub async fn create_token(
     Ok(response.into_inner())
 }
 
-pub async fn token_ok(srv: &TestServer, user_id: &str) -> String {
+pub async fn token_ok(srv: &Server, user_id: &str) -> String {
     create_token(srv, user_id, Some(Duration::from_secs(3600)))
         .await
         .expect("CreateUserToken")
         .token
 }
 
-pub async fn verify(srv: &TestServer, token: &str) -> Result<User, Status> {
+pub async fn verify(srv: &Server, token: &str) -> Result<User, Status> {
     let response = srv
         .tokens()
         .verify_user_token(VerifyUserTokenRequest {
@@ -61,7 +64,7 @@ pub async fn verify(srv: &TestServer, token: &str) -> Result<User, Status> {
         .expect("VerifyUserTokenResponse without a user"))
 }
 
-async fn revoke(srv: &TestServer, ids: &[&str]) -> Result<(), Status> {
+async fn revoke(srv: &Server, ids: &[&str]) -> Result<(), Status> {
     srv.tokens()
         .revoke_user_tokens(RevokeUserTokensRequest {
             user_ids: ids.iter().map(|id| (*id).to_owned()).collect(),
@@ -358,7 +361,7 @@ async fn create_user_token_is_checked() {
 
 #[tokio::test]
 async fn without_a_secret_tokens_are_a_failed_precondition_and_revocation_still_works() {
-    let srv = TestServer::start().await;
+    let srv = Launch::new().start().await;
     srv.upsert_ok([user("u1")]).await;
 
     let create = expect_err(create_token(&srv, "u1", None).await);
@@ -471,11 +474,13 @@ async fn user_token_time_claims_get_the_leeway_at_its_edges() {
         assert_reason(&refused, Code::Unauthenticated, reason);
     }
 
-    let strict = TestServer::start_with(|config| {
-        config.user_token_secret = Some(SECRET.parse().expect("a secret"));
-        config.token_leeway_seconds = 0;
-    })
-    .await;
+    let strict = Launch::new()
+        .config(|config| {
+            config.user_token_secret = Some(SECRET.parse().expect("a secret"));
+            config.token_leeway_seconds = 0;
+        })
+        .start()
+        .await;
     strict.upsert_ok([user("u1")]).await;
     let now = strict.clock().now();
     let expired = expect_err(verify(&strict, &token("exp", now)).await);
