@@ -8,8 +8,11 @@ use crate::error::{Error, FieldViolation};
 pub const MAX_LIFECYCLE_IDS: usize = 100;
 
 /// What products hear for a user.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr, strum::EnumIter,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum LifecycleEvent {
     Deactivated,
     Reactivated,
@@ -19,12 +22,7 @@ pub enum LifecycleEvent {
 
 impl LifecycleEvent {
     pub fn as_str(self) -> &'static str {
-        match self {
-            LifecycleEvent::Deactivated => "deactivated",
-            LifecycleEvent::Reactivated => "reactivated",
-            LifecycleEvent::Deleted => "deleted",
-            LifecycleEvent::Restored => "restored",
-        }
+        self.into()
     }
 }
 
@@ -217,6 +215,21 @@ mod tests {
         assert_eq!(input("", "", "").parse().unwrap().user, UserDeletion::Soft);
         assert!(input("sideways", "", "").parse().is_err());
         assert!(input("soft", "", "pruning").parse().is_err());
+    }
+
+    #[test]
+    fn lifecycle_events_are_spelled_as_products_and_stored_payloads_know_them() {
+        use strum::IntoEnumIterator;
+        let names: Vec<&str> = LifecycleEvent::iter().map(LifecycleEvent::as_str).collect();
+        assert_eq!(names, ["deactivated", "reactivated", "deleted", "restored"]);
+        for event in LifecycleEvent::iter() {
+            let json = serde_json::to_value(event).expect("serializes");
+            assert_eq!(
+                json,
+                serde_json::json!(event.as_str()),
+                "serde and strum agree"
+            );
+        }
     }
 
     #[test]
