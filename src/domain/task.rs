@@ -145,6 +145,15 @@ pub struct LifecycleV1 {
     pub name: Option<String>,
 }
 
+/// A lifecycle request, validated, ready to enqueue.
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    pub kind: TaskKind,
+    pub user_ids: Vec<String>,
+    pub payload: TaskPayload,
+    pub request_id: Option<String>,
+}
+
 /// Outcome of one user's item.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ItemOutcome {

@@ -1,10 +1,9 @@
 //! Lifecycle requests (deactivate, reactivate, delete, restore) as tasks to enqueue.
 use crate::domain::ids::check_id;
 use crate::domain::lifecycle::{DeleteOptionsInput, check_ids};
-use crate::domain::task::{LifecycleV1, TaskKind, TaskPayload};
+use crate::domain::task::{LifecycleV1, NewTask, TaskKind, TaskPayload};
 use crate::error::{Error, Result};
 use crate::pb;
-use crate::store::NewTask;
 
 const MAX_REQUEST_ID_CHARS: usize = 255;
 

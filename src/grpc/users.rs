@@ -11,8 +11,8 @@ use crate::domain::presence::AsOf;
 use crate::domain::query::parse_query;
 use crate::error::Error;
 use crate::pb::{self, user_service_server::UserService};
-use crate::store::{NewTask, Store};
 use crate::tasks::Hub;
+use crate::{domain::task::NewTask, store::Store};
 
 pub struct UserApi {
     store: Store,

@@ -16,7 +16,7 @@ mod values_list;
 
 pub use events::FEED_WRITERS_LOCK;
 pub use moderation::BanPage;
-pub use tasks::{Claimed, ItemCommit, NewTask, PendingItem, TaskQueue};
+pub use tasks::{Claimed, ItemCommit, PendingItem, TaskQueue};
 pub use user_rows::{REPLACED_COLUMNS, select_user_by_id};
 pub use users::UserPage;
 

@@ -17,20 +17,11 @@ use super::{Store, WriteTx};
 use crate::domain::event::EventKind;
 use crate::domain::lifecycle::{DeleteOptions, UserDeletion};
 use crate::domain::task::{
-    ItemOutcome, Task, TaskError, TaskKind, TaskPayload, TaskStatus, TaskUpdate,
+    ItemOutcome, NewTask, Task, TaskError, TaskKind, TaskPayload, TaskStatus, TaskUpdate,
 };
 use crate::domain::time::Micros;
 use crate::domain::user::User;
 use crate::error::{Error, Result};
-
-/// A lifecycle request, validated, ready to enqueue.
-#[derive(Debug, Clone)]
-pub struct NewTask {
-    pub kind: TaskKind,
-    pub user_ids: Vec<String>,
-    pub payload: TaskPayload,
-    pub request_id: Option<String>,
-}
 
 /// A task this process holds the lease of.
 #[derive(Debug, Clone)]
