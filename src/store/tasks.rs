@@ -17,7 +17,8 @@ use super::{Store, WriteTx};
 use crate::domain::event::EventKind;
 use crate::domain::lifecycle::{DeleteOptions, UserDeletion};
 use crate::domain::task::{
-    ItemOutcome, NewTask, Task, TaskError, TaskKind, TaskPayload, TaskStatus, TaskUpdate,
+    ItemOutcome, ItemStatus, NewTask, Task, TaskError, TaskKind, TaskPayload, TaskStatus,
+    TaskUpdate,
 };
 use crate::domain::time::Micros;
 use crate::domain::user::User;
@@ -51,7 +52,10 @@ pub enum ItemCommit {
     Canceled,
 }
 
-const ACTIVE: [&str; 3] = ["pending", "running", "waiting"];
+/// The unfinished statuses, as stored.
+fn active() -> [&'static str; 3] {
+    TaskStatus::ACTIVE.map(TaskStatus::as_str)
+}
 
 /// Unfinished work, for the queue gauges.
 #[derive(Debug, Clone, Copy)]
@@ -166,7 +170,7 @@ impl Store {
                 task_id: Set(id.clone()),
                 position: Set(count(i)),
                 user_id: Set(user_id.clone()),
-                status: Set("pending".into()),
+                status: Set(ItemStatus::Pending.as_str().to_owned()),
                 result: Set(None),
                 updated_at: Set(now),
             }
@@ -189,7 +193,7 @@ impl Store {
         let tx = self.write().await?;
         let now = self.now();
         let candidate = task::Entity::find()
-            .filter(T::Status.is_in(ACTIVE))
+            .filter(T::Status.is_in(active()))
             .filter(T::LeaseExpiresAt.is_null().or(T::LeaseExpiresAt.lt(now)))
             .filter(T::NotBefore.is_null().or(T::NotBefore.lte(now)))
             .order_by_asc(T::CreatedAt)
@@ -225,8 +229,10 @@ impl Store {
         }
         let update = update_since(&tx.txn, row.version, &row.id, Map::new()).await?;
         tx.commit().await?;
-        let kind = TaskKind::parse(&row.kind)
-            .ok_or_else(|| Error::Internal(format!("unknown task kind {}", row.kind)))?;
+        let kind: TaskKind = row
+            .kind
+            .parse()
+            .map_err(|_| Error::Internal(format!("unknown task kind {}", row.kind)))?;
         let payload = serde_json::from_value(row.payload)
             .map_err(|e| Error::Internal(format!("task payload: {e}")))?;
         Ok(Some((
@@ -241,7 +247,7 @@ impl Store {
 
     pub async fn task_queue(&self) -> Result<TaskQueue> {
         let depth = task::Entity::find()
-            .filter(T::Status.is_in(ACTIVE))
+            .filter(T::Status.is_in(active()))
             .count(self.conn())
             .await?;
         let oldest: Option<i64> = task::Entity::find()
@@ -266,7 +272,7 @@ impl Store {
             .col_expr(T::LeaseExpiresAt, Expr::value(self.now() + lease_micros))
             .filter(T::Id.eq(task_id.to_owned()))
             .filter(T::LeaseOwner.eq(owner.to_owned()))
-            .filter(T::Status.is_in(ACTIVE))
+            .filter(T::Status.is_in(active()))
             .exec(self.conn())
             .await?;
         Ok(result.rows_affected == 1)
@@ -313,7 +319,7 @@ impl Store {
     pub async fn pending_items(&self, task_id: &str) -> Result<Vec<PendingItem>> {
         let rows = task_item::Entity::find()
             .filter(I::TaskId.eq(task_id.to_owned()))
-            .filter(I::Status.eq("pending"))
+            .filter(I::Status.eq(ItemStatus::Pending.as_str()))
             .order_by_asc(I::Position)
             .all(self.conn())
             .await?;
@@ -352,7 +358,7 @@ impl Store {
             return Ok((ItemCommit::LeaseLost, None));
         };
         if row.lease_owner.as_deref() != Some(owner)
-            || TaskStatus::parse(&row.status).is_none_or(TaskStatus::is_terminal)
+            || row.status.parse().map_or(true, TaskStatus::is_terminal)
         {
             return Ok((ItemCommit::LeaseLost, None));
         }
@@ -362,7 +368,7 @@ impl Store {
             .column(I::Position)
             .filter(I::TaskId.eq(claimed.id.clone()))
             .filter(I::Position.is_in(items.iter().map(|(item, _)| item.position)))
-            .filter(I::Status.eq("pending"))
+            .filter(I::Status.eq(ItemStatus::Pending.as_str()))
             .into_tuple::<i32>()
             .all(&tx.txn)
             .await?
@@ -373,10 +379,10 @@ impl Store {
             .filter(|(item, _)| still_pending.contains(&item.position))
             .collect();
         // Items with the same outcome (usually all of them) are marked by one statement.
-        let mut groups: Vec<(&'static str, Value, Vec<i32>)> = Vec::new();
+        let mut groups: Vec<(ItemStatus, Value, Vec<i32>)> = Vec::new();
         let mut results = Map::new();
         for (item, outcome) in &todo {
-            let (status, result) = (outcome_status(outcome), outcome_json(outcome));
+            let (status, result) = (outcome.status(), outcome.result());
             results.insert(item.user_id.clone(), result.clone());
             match groups
                 .iter_mut()
@@ -388,7 +394,7 @@ impl Store {
         }
         for (status, result, positions) in groups {
             task_item::Entity::update_many()
-                .col_expr(I::Status, Expr::value(status))
+                .col_expr(I::Status, Expr::value(status.as_str()))
                 .col_expr(I::Result, Expr::value(result))
                 .col_expr(I::UpdatedAt, Expr::value(now))
                 .filter(I::TaskId.eq(claimed.id.clone()))
@@ -464,7 +470,7 @@ impl Store {
             .ok_or_else(|| Error::TaskNotFound(task_id.to_owned()))?;
         let items = task_item::Entity::find()
             .filter(I::TaskId.eq(task_id.to_owned()))
-            .filter(I::Status.ne("pending"))
+            .filter(I::Status.ne(ItemStatus::Pending.as_str()))
             .order_by_asc(I::Position)
             .all(self.conn())
             .await?;
@@ -473,7 +479,7 @@ impl Store {
             result.insert(
                 item.user_id,
                 item.result
-                    .unwrap_or_else(|| json!({"status": item.status})),
+                    .unwrap_or_else(|| json!({ "status": item.status })),
             );
         }
         to_task(row, result)
@@ -531,7 +537,7 @@ impl Store {
             .one(&tx.txn)
             .await?
             .ok_or_else(|| Error::TaskNotFound(task_id.to_owned()))?;
-        let status = TaskStatus::parse(&row.status).unwrap_or(TaskStatus::Failed);
+        let status = row.status.parse().unwrap_or(TaskStatus::Failed);
         if status.is_terminal() {
             return Err(Error::TaskFinished(task_id.to_owned()));
         }
@@ -729,7 +735,7 @@ async fn apply_own_effect(
 async fn complete(txn: &DatabaseTransaction, row: &task::Model, now: Micros) -> Result<()> {
     let errors = task_item::Entity::find()
         .filter(I::TaskId.eq(row.id.clone()))
-        .filter(I::Status.eq("error"))
+        .filter(I::Status.eq(ItemStatus::Error.as_str()))
         .count(txn)
         .await?;
     let (status, error) = if errors == 0 {
@@ -774,33 +780,6 @@ async fn finish(
     Ok(())
 }
 
-fn outcome_status(outcome: &ItemOutcome) -> &'static str {
-    match outcome {
-        ItemOutcome::Pending => "pending",
-        ItemOutcome::Ok(_) => "ok",
-        ItemOutcome::Error(..) => "error",
-    }
-}
-
-fn outcome_json(outcome: &ItemOutcome) -> Value {
-    let mut out = Map::new();
-    match outcome {
-        ItemOutcome::Pending => {
-            out.insert("status".into(), json!("pending"));
-        }
-        ItemOutcome::Ok(extra) => {
-            out.insert("status".into(), json!("ok"));
-            out.extend(extra.clone());
-        }
-        ItemOutcome::Error(message, extra) => {
-            out.insert("status".into(), json!("error"));
-            out.insert("error".into(), json!(message));
-            out.extend(extra.clone());
-        }
-    }
-    Value::Object(out)
-}
-
 /// The task as this transaction left it, as an update from `from_version` that finished the
 /// items in `results`.
 async fn update_since(
@@ -821,10 +800,14 @@ async fn update_since(
 
 fn to_task(row: task::Model, result: Map<String, Value>) -> Result<Task> {
     Ok(Task {
-        kind: TaskKind::parse(&row.kind)
-            .ok_or_else(|| Error::Internal(format!("unknown task kind {}", row.kind)))?,
-        status: TaskStatus::parse(&row.status)
-            .ok_or_else(|| Error::Internal(format!("unknown task status {}", row.status)))?,
+        kind: row
+            .kind
+            .parse()
+            .map_err(|_| Error::Internal(format!("unknown task kind {}", row.kind)))?,
+        status: row
+            .status
+            .parse()
+            .map_err(|_| Error::Internal(format!("unknown task status {}", row.status)))?,
         id: row.id,
         created_at: row.created_at,
         updated_at: row.updated_at,
