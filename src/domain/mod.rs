@@ -1,4 +1,5 @@
 pub mod device;
+pub mod effects;
 pub mod event;
 pub mod filter;
 pub mod ids;

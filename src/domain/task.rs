@@ -279,6 +279,21 @@ pub struct TaskError {
     pub description: String,
 }
 
+/// How a task whose items are all done ends: `completed`, or `failed` when any of its `total`
+/// items (`errors` of them) ended in error.
+pub fn completion(errors: u64, total: u32) -> (TaskStatus, Option<TaskError>) {
+    if errors == 0 {
+        return (TaskStatus::Completed, None);
+    }
+    (
+        TaskStatus::Failed,
+        Some(TaskError {
+            kind: "ITEMS_FAILED".into(),
+            description: format!("{errors} of {total} users failed; see result"),
+        }),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use strum::IntoEnumIterator;
@@ -329,6 +344,20 @@ mod tests {
         for item in ItemStatus::iter() {
             assert_eq!(item.as_str().parse(), Ok(item));
         }
+    }
+
+    #[test]
+    fn a_task_fails_when_any_item_failed() {
+        assert_eq!(completion(0, 3), (TaskStatus::Completed, None));
+        let (status, error) = completion(2, 3);
+        assert_eq!(status, TaskStatus::Failed);
+        assert_eq!(
+            error,
+            Some(TaskError {
+                kind: "ITEMS_FAILED".into(),
+                description: "2 of 3 users failed; see result".into(),
+            })
+        );
     }
 
     #[test]
