@@ -3,12 +3,14 @@
 mod devices;
 pub mod entities;
 pub(crate) mod events;
+mod lifecycle;
 mod moderation;
 pub mod query_sql;
 mod reads;
 mod replace;
 mod roles;
-mod tasks;
+mod task_queue;
+mod task_rows;
 mod tokens;
 mod user_rows;
 mod users;
@@ -16,7 +18,7 @@ mod values_list;
 
 pub use events::FEED_WRITERS_LOCK;
 pub use moderation::BanPage;
-pub use tasks::{Claimed, ItemCommit, PendingItem, TaskQueue};
+pub use task_queue::{Claimed, ItemCommit, PendingItem, TaskQueue};
 pub use user_rows::{REPLACED_COLUMNS, select_user_by_id};
 pub use users::UserPage;
 
