@@ -12,6 +12,7 @@ mod roles;
 mod task_queue;
 mod task_rows;
 mod tokens;
+mod user_reads;
 mod user_rows;
 mod users;
 mod values_list;
@@ -19,8 +20,8 @@ mod values_list;
 pub use events::FEED_WRITERS_LOCK;
 pub use moderation::BanPage;
 pub use task_queue::{Claimed, ItemCommit, PendingItem, TaskQueue};
+pub use user_reads::UserPage;
 pub use user_rows::{REPLACED_COLUMNS, select_user_by_id};
-pub use users::UserPage;
 
 use std::{sync::Arc, time::Duration};
 
