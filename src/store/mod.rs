@@ -9,13 +9,13 @@ pub mod query_sql;
 mod reads;
 mod replace;
 mod roles;
+mod sql_text;
 mod task_queue;
 mod task_rows;
 mod tokens;
 mod user_reads;
 mod user_rows;
 mod users;
-mod values_list;
 
 pub use events::FEED_WRITERS_LOCK;
 pub use moderation::BanPage;

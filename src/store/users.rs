@@ -7,8 +7,8 @@ use super::Store;
 use super::entities::user::{self, Column};
 use super::events::{self, NewEvent};
 use super::replace;
+use super::sql_text::SqlText;
 use super::user_rows::{Owns, REPLACED_COLUMNS, UserRow, attach_owned, lock_user_rows};
-use super::values_list::push_row;
 use crate::domain::event::{Actor, EventKind};
 use crate::domain::partial::{AppliedBatch, PartialUpdate, check_distinct_ids};
 use crate::domain::user::{User, UserFields, dotted_key_violation_in};
@@ -182,17 +182,19 @@ fn update_sql(
     columns: &[Column],
 ) -> sea_orm::Statement {
     use sea_orm::{IdenStatic, ModelTrait, Value};
-    let postgres = backend == sea_orm::DatabaseBackend::Postgres;
     let set: Vec<String> = columns
         .iter()
         .enumerate()
         .map(|(i, c)| format!("\"{}\" = v.column{}", c.as_str(), i + 2))
         .collect();
-    let mut sql = format!("UPDATE users SET {} FROM (VALUES ", set.join(", "));
-    let mut values: Vec<Value> = Vec::with_capacity(rows.len() * (columns.len() + 1));
+    let mut sql = SqlText::with_capacity(backend, 256, rows.len() * (columns.len() + 1));
+    sql.push(&format!(
+        "UPDATE users SET {} FROM (VALUES ",
+        set.join(", ")
+    ));
     for (r, row) in rows.iter().enumerate() {
         if r > 0 {
-            sql.push_str(", ");
+            sql.push(", ");
         }
         let id = (Value::from(row.id.clone()), "::text");
         let changed = columns.iter().map(|&c| {
@@ -208,15 +210,10 @@ fn update_sql(
             };
             (value, cast)
         });
-        push_row(
-            &mut sql,
-            &mut values,
-            postgres,
-            std::iter::once(id).chain(changed),
-        );
+        sql.row(std::iter::once(id).chain(changed));
     }
-    sql.push_str(") AS v WHERE users.id = v.column1");
-    sea_orm::Statement::from_sql_and_values(backend, sql, values)
+    sql.push(") AS v WHERE users.id = v.column1");
+    sql.into_statement()
 }
 
 #[cfg(test)]
