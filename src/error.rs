@@ -86,7 +86,7 @@ pub enum Error {
     UserForbidden { user_id: String, reason: Forbidden },
     /// The caller's token does not grant the scope this call needs.
     #[error("the caller may not do this: its token lacks the scope {0}")]
-    MissingScope(crate::domain::access::Scope),
+    MissingScope(&'static str),
     /// The database cannot be reached right now; the caller may retry.
     #[error("database unavailable")]
     Unavailable(#[source] Cause),

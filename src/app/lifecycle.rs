@@ -5,7 +5,6 @@ use crate::domain::access::{Caller, Scope};
 use crate::domain::lifecycle_request::LifecycleRequest;
 use crate::domain::user::User;
 use crate::error::Result;
-use crate::store::NewTask;
 
 impl App {
     /// Enqueues the task `request` asks for and wakes the worker. The task id, and for a one-user
@@ -17,15 +16,7 @@ impl App {
     ) -> Result<(String, Vec<User>)> {
         caller.require(Scope::LifecycleWrite)?;
         let task = request.check(caller.name())?;
-        let (task_id, users) = self
-            .store
-            .enqueue_lifecycle(NewTask {
-                kind: task.kind,
-                user_ids: task.user_ids,
-                payload: task.payload,
-                request_id: task.request_id,
-            })
-            .await?;
+        let (task_id, users) = self.store.enqueue_lifecycle(task).await?;
         self.bus.work_added();
         self.bus.events_appended();
         Ok((task_id, users))

@@ -1,5 +1,6 @@
 //! Devices registered for push notifications.
 use serde::{Deserialize, Serialize};
+use strum::IntoEnumIterator;
 
 use super::time::Micros;
 use crate::error::{Error, FieldViolation};
@@ -9,8 +10,24 @@ pub const MAX_DEVICES_PER_USER: usize = 25;
 pub const MAX_DEVICE_ID_CHARS: usize = 255;
 pub const MAX_PUSH_PROVIDER_NAME_CHARS: usize = 255;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// A device's push service. The strings are stored in `devices.push_provider`, in change-feed
+/// snapshots (serde) and shown on the wire.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    strum::Display,
+    strum::AsRefStr,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::EnumIter,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum PushProvider {
     Firebase,
     Apn,
@@ -19,24 +36,8 @@ pub enum PushProvider {
 }
 
 impl PushProvider {
-    pub const ALL: [PushProvider; 4] = [
-        PushProvider::Firebase,
-        PushProvider::Apn,
-        PushProvider::Huawei,
-        PushProvider::Xiaomi,
-    ];
-
     pub fn as_str(self) -> &'static str {
-        match self {
-            PushProvider::Firebase => "firebase",
-            PushProvider::Apn => "apn",
-            PushProvider::Huawei => "huawei",
-            PushProvider::Xiaomi => "xiaomi",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<PushProvider> {
-        PushProvider::ALL.into_iter().find(|p| p.as_str() == text)
+        self.into()
     }
 }
 
@@ -68,12 +69,14 @@ impl NewDevice {
         if let Some(problem) = device_id_problem(&self.id) {
             bad.push(FieldViolation::new("id", problem));
         }
-        let provider = PushProvider::parse(&self.push_provider);
+        let provider: Option<PushProvider> = self.push_provider.parse().ok();
         if provider.is_none() {
+            let known: Vec<&str> = PushProvider::iter().map(PushProvider::as_str).collect();
             bad.push(FieldViolation::new(
                 "push_provider",
                 format!(
-                    "must be one of firebase, apn, huawei, xiaomi; got {:?}",
+                    "must be one of {}; got {:?}",
+                    known.join(", "),
                     self.push_provider
                 ),
             ));
@@ -135,6 +138,26 @@ mod tests {
         assert!(new("", "apn").device(0).is_err());
         assert!(new(&"d".repeat(256), "apn").device(0).is_err());
         assert!(new(&"d".repeat(255), "apn").device(0).is_ok());
+    }
+
+    /// Stored in `devices.push_provider` and snapshots, shown on the wire: these strings never
+    /// change, and strum and serde agree on them.
+    #[test]
+    fn provider_strings_are_pinned() {
+        let names: Vec<&str> = PushProvider::iter().map(PushProvider::as_str).collect();
+        assert_eq!(names, ["firebase", "apn", "huawei", "xiaomi"]);
+        for provider in PushProvider::iter() {
+            assert_eq!(provider.as_str().parse(), Ok(provider));
+            assert_eq!(
+                serde_json::to_value(provider).unwrap(),
+                serde_json::json!(provider.as_str())
+            );
+        }
+        let err = new("d", "sms").device(0).unwrap_err().to_string();
+        assert!(
+            err.contains("must be one of firebase, apn, huawei, xiaomi; got \"sms\""),
+            "{err}"
+        );
     }
 
     #[test]

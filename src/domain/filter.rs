@@ -51,7 +51,20 @@ pub enum Filter {
 /// never stored as such. A filter sees them as the read does: the ban in force at query time
 /// (a ban past its expiry does not count), presence within the window. They change with time
 /// alone, so they filter but do not sort (a page token could not stay valid).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::Display,
+    strum::AsRefStr,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::EnumIter,
+)]
+#[strum(serialize_all = "snake_case")]
 pub enum State {
     /// A ban that is not a shadow ban is in force.
     Banned,
@@ -62,18 +75,9 @@ pub enum State {
 }
 
 impl State {
-    pub const ALL: [State; 3] = [State::Banned, State::ShadowBanned, State::Online];
-
+    /// The name a filter gives the state.
     pub fn name(self) -> &'static str {
-        match self {
-            State::Banned => "banned",
-            State::ShadowBanned => "shadow_banned",
-            State::Online => "online",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<State> {
-        State::ALL.into_iter().find(|s| s.name() == name)
+        self.into()
     }
 }
 
@@ -88,7 +92,20 @@ pub enum Field {
 }
 
 /// The built-in scalar columns a query may filter and sort on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::Display,
+    strum::AsRefStr,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::EnumIter,
+)]
+#[strum(serialize_all = "snake_case")]
 pub enum Builtin {
     Id,
     Name,
@@ -145,33 +162,9 @@ pub enum Op {
 }
 
 impl Builtin {
-    pub const ALL: [Builtin; 10] = [
-        Builtin::Id,
-        Builtin::Name,
-        Builtin::Image,
-        Builtin::Role,
-        Builtin::Language,
-        Builtin::Invisible,
-        Builtin::CreatedAt,
-        Builtin::UpdatedAt,
-        Builtin::DeactivatedAt,
-        Builtin::LastActive,
-    ];
-
     /// The field name, which is also the column name.
     pub fn name(self) -> &'static str {
-        match self {
-            Builtin::Id => "id",
-            Builtin::Name => "name",
-            Builtin::Image => "image",
-            Builtin::Role => "role",
-            Builtin::Language => "language",
-            Builtin::Invisible => "invisible",
-            Builtin::CreatedAt => "created_at",
-            Builtin::UpdatedAt => "updated_at",
-            Builtin::DeactivatedAt => "deactivated_at",
-            Builtin::LastActive => "last_active",
-        }
+        self.into()
     }
 
     pub fn kind(self) -> Kind {
@@ -191,10 +184,6 @@ impl Builtin {
             self,
             Builtin::Name | Builtin::Image | Builtin::DeactivatedAt | Builtin::LastActive
         )
-    }
-
-    pub fn from_name(name: &str) -> Option<Builtin> {
-        Builtin::ALL.into_iter().find(|b| b.name() == name)
     }
 }
 
@@ -222,7 +211,7 @@ impl Field {
         if name.len() > MAX_FIELD_BYTES {
             return Err(format!("field names are at most {MAX_FIELD_BYTES} bytes"));
         }
-        if let Some(builtin) = Builtin::from_name(name) {
+        if let Ok(builtin) = name.parse::<Builtin>() {
             return Ok(Field::Builtin(builtin));
         }
         if name == "teams" {
@@ -236,7 +225,7 @@ impl Field {
                 "`{name}` cannot be queried; write `custom.{name}` for a custom key of that name"
             ));
         }
-        if State::from_name(name).is_some() {
+        if name.parse::<State>().is_ok() {
             return Err(format!(
                 "`{name}` is judged when the query runs: it can be filtered on but not sorted \
                  by; write `custom.{name}` for a custom key of that name"
@@ -269,8 +258,8 @@ impl Field {
 /// Whether `name` is a field of the user itself (queryable or not), which a bare name never reads
 /// as a custom key.
 fn is_user_field(name: &str) -> bool {
-    Builtin::from_name(name).is_some()
-        || State::from_name(name).is_some()
+    name.parse::<Builtin>().is_ok()
+        || name.parse::<State>().is_ok()
         || name == "teams"
         || NOT_QUERYABLE.contains(&name)
 }
@@ -399,7 +388,7 @@ impl Parser {
 
     /// `field: scalar` (equality) or `field: {operators}` (all must hold).
     fn field(&mut self, key: &str, value: &Value, at: &str) -> Result<Filter, Error> {
-        if let Some(state) = State::from_name(key) {
+        if let Ok(state) = key.parse::<State>() {
             return self.state(state, value, at);
         }
         let field = Field::parse(key).map_err(|why| Error::invalid(at, why))?;
@@ -729,6 +718,38 @@ mod tests {
 
     fn num(n: f64) -> Scalar {
         Scalar::Number(Number::from_f64(n).expect("finite"))
+    }
+
+    /// Field and state names are what callers write in filters and sorts (and built-ins are
+    /// column names): these strings never change.
+    #[test]
+    fn field_and_state_names_are_pinned() {
+        use strum::IntoEnumIterator;
+        let builtins: Vec<&str> = Builtin::iter().map(Builtin::name).collect();
+        assert_eq!(
+            builtins,
+            [
+                "id",
+                "name",
+                "image",
+                "role",
+                "language",
+                "invisible",
+                "created_at",
+                "updated_at",
+                "deactivated_at",
+                "last_active"
+            ]
+        );
+        for b in Builtin::iter() {
+            assert_eq!(b.name().parse(), Ok(b));
+            assert_eq!(Field::parse(b.name()), Ok(Field::Builtin(b)));
+        }
+        let states: Vec<&str> = State::iter().map(State::name).collect();
+        assert_eq!(states, ["banned", "shadow_banned", "online"]);
+        for state in State::iter() {
+            assert_eq!(state.name().parse(), Ok(state));
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! and the rules that turn one into a task to enqueue.
 use super::ids::check_id;
 use super::lifecycle::{DeleteOptionsInput, check_ids};
-use super::task::{LifecycleV1, TaskKind, TaskPayload};
+use super::task::{LifecycleV1, NewTask, TaskKind, TaskPayload};
 use crate::error::{Error, Result};
 
 /// Longest idempotency key a caller may send.
@@ -51,15 +51,6 @@ pub enum LifecycleRequest {
     },
 }
 
-/// A checked request: the task to enqueue.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LifecycleTask {
-    pub kind: TaskKind,
-    pub user_ids: Vec<String>,
-    pub payload: TaskPayload,
-    pub request_id: Option<String>,
-}
-
 impl LifecycleRequest {
     /// Whether this is a one-user call (it answers with the user, and acts at once).
     pub fn is_single(&self) -> bool {
@@ -70,7 +61,7 @@ impl LifecycleRequest {
     }
 
     /// Applies the rules; `caller` is the authenticated calling service, if any.
-    pub fn check(self, caller: Option<String>) -> Result<LifecycleTask> {
+    pub fn check(self, caller: Option<String>) -> Result<NewTask> {
         use LifecycleRequest as R;
         let single = self.is_single();
         let (kind, user_ids, payload, request_id) = match self {
@@ -194,14 +185,14 @@ fn task(
     user_ids: Vec<String>,
     payload: LifecycleV1,
     request_id: Option<String>,
-) -> Result<LifecycleTask> {
+) -> Result<NewTask> {
     check_ids(&user_ids)?;
     // Who acted is a user id, like `banned_by_id`; it lands in the feed and the task payload.
     if let Some(id) = &payload.created_by_id {
         check_id("created_by_id", id)?;
     }
     check_request_id(request_id.as_deref())?;
-    Ok(LifecycleTask {
+    Ok(NewTask {
         kind,
         user_ids,
         payload: TaskPayload::V1(payload),

@@ -1,5 +1,6 @@
 pub mod access;
 pub mod device;
+pub mod effects;
 pub mod event;
 pub mod filter;
 pub mod ids;

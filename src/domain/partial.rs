@@ -1,16 +1,17 @@
 //! Partial updates: `set` and `unset` keys resolved to paths, checked for conflicts, and applied to
 //! a JSON view of the caller fields. The result goes through the same validation as a replace.
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use serde_json::{Map, Value};
 
+use super::event::EventKind;
 use super::time::Micros;
 use super::time::{format_rfc3339, parse_rfc3339};
 use super::user::{
-    CALLER_FIELDS, PrivacySettings, PushNotifications, SERVER_FIELDS, UserFields,
+    CALLER_FIELDS, PrivacySettings, PushNotifications, RoleScope, SERVER_FIELDS, User, UserFields,
     dotted_key_violation,
 };
-use crate::error::FieldViolation;
+use crate::error::{Error, FieldViolation};
 
 /// One user's partial update, as the caller sent it.
 #[derive(Debug, Clone, Default)]
@@ -122,6 +123,114 @@ impl PartialUpdate {
             return Err(violations);
         }
         from_doc(doc, &current.fields.id, at)
+    }
+}
+
+/// Refuses a batch that names a user twice (`users[i].id` of the second mention).
+pub fn check_distinct_ids(updates: &[PartialUpdate]) -> Result<(), Error> {
+    let mut seen = HashSet::new();
+    for (i, update) in updates.iter().enumerate() {
+        if !seen.insert(update.id.as_str()) {
+            return Err(Error::invalid(
+                format!("users[{i}].id"),
+                "appears twice in the batch",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A batch of partial updates applied to the stored users, all or nothing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppliedBatch {
+    /// The users after their updates, in the batch's order.
+    pub users: Vec<User>,
+    /// `revoked[i]`: `users[i]`'s update set a new token revocation time.
+    pub revoked: Vec<bool>,
+    /// Some update changed a user's role or team roles, which must name roles that exist.
+    pub roles_changed: bool,
+}
+
+impl AppliedBatch {
+    /// Applies each update to the user `find` gives for its id, at `now`. A user that does not
+    /// exist or is deleted refuses the batch at once; field violations are gathered over the
+    /// whole batch (paths `users[i]...`).
+    pub fn of(
+        updates: &[PartialUpdate],
+        mut find: impl FnMut(&str) -> Option<User>,
+        now: Micros,
+    ) -> Result<AppliedBatch, Error> {
+        let mut applied = AppliedBatch {
+            users: Vec::with_capacity(updates.len()),
+            revoked: Vec::with_capacity(updates.len()),
+            roles_changed: false,
+        };
+        let mut violations = Vec::new();
+        for (i, update) in updates.iter().enumerate() {
+            let mut user =
+                find(&update.id).ok_or_else(|| Error::UserNotFound(update.id.clone()))?;
+            if user.deleted_at.is_some() {
+                return Err(Error::UserDeleted(user.fields.id));
+            }
+            let at = format!("users[{i}]");
+            let current = Settable {
+                fields: user.fields.clone(),
+                revoke_tokens_issued_before: user.revoke_tokens_issued_before,
+            };
+            match update.apply(&current, &at) {
+                Ok(next) => {
+                    violations.extend(next.fields.violations(&at));
+                    applied.revoked.push(
+                        next.revoke_tokens_issued_before.is_some()
+                            && next.revoke_tokens_issued_before != user.revoke_tokens_issued_before,
+                    );
+                    if next.fields.role_names().ne(user.fields.role_names()) {
+                        applied.roles_changed = true;
+                    }
+                    user.fields = next.fields;
+                    user.revoke_tokens_issued_before = next.revoke_tokens_issued_before;
+                    user.updated_at = now;
+                    applied.users.push(user);
+                }
+                Err(v) => violations.extend(v),
+            }
+        }
+        if !violations.is_empty() {
+            return Err(Error::InvalidArgument(violations));
+        }
+        Ok(applied)
+    }
+
+    /// Checks the users' roles against the roles that exist (`scope_of` says which do), when an
+    /// update changed any: the roles a stored user holds exist already (a role in use cannot be
+    /// deleted).
+    pub fn check_roles(&self, scope_of: impl Fn(&str) -> Option<RoleScope>) -> Result<(), Error> {
+        if !self.roles_changed {
+            return Ok(());
+        }
+        let violations: Vec<FieldViolation> = self
+            .users
+            .iter()
+            .enumerate()
+            .flat_map(|(i, u)| u.fields.role_violations(&format!("users[{i}]"), &scope_of))
+            .collect();
+        if violations.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::InvalidArgument(violations))
+        }
+    }
+
+    /// The change feed's record of the batch: `user.updated` for each user, followed by
+    /// `user.tokens_revoked` for a user whose update set a new revocation time.
+    pub fn events(&self) -> impl Iterator<Item = (EventKind, &User)> {
+        self.users
+            .iter()
+            .zip(&self.revoked)
+            .flat_map(|(user, &revoked)| {
+                let tokens = revoked.then_some((EventKind::UserTokensRevoked, user));
+                std::iter::once((EventKind::UserUpdated, user)).chain(tokens)
+            })
     }
 }
 
@@ -510,5 +619,108 @@ mod tests {
             .apply(&s, "u")
             .unwrap();
         assert_eq!(s.revoke_tokens_issued_before, None);
+    }
+
+    fn stored(id: &str) -> User {
+        let mut fields = UserFields::with_id(id);
+        fields.name = Some("Ann".into());
+        User::new(fields, 1)
+    }
+
+    fn for_user(id: &str, set: Value) -> PartialUpdate {
+        PartialUpdate {
+            id: id.into(),
+            set: set.as_object().cloned().unwrap_or_default(),
+            unset: Vec::new(),
+        }
+    }
+
+    fn apply_batch(updates: &[PartialUpdate], users: &[User]) -> Result<AppliedBatch, Error> {
+        let find = |id: &str| users.iter().find(|u| u.fields.id == id).cloned();
+        AppliedBatch::of(updates, find, 50)
+    }
+
+    #[test]
+    fn a_batch_names_each_user_once() {
+        let updates = [
+            for_user("u1", json!({})),
+            for_user("u2", json!({})),
+            for_user("u1", json!({})),
+        ];
+        match check_distinct_ids(&updates) {
+            Err(Error::InvalidArgument(v)) => assert_eq!(v[0].field, "users[2].id"),
+            other => panic!("{other:?}"),
+        }
+        assert!(check_distinct_ids(&updates[..2]).is_ok());
+    }
+
+    #[test]
+    fn a_batch_applies_every_update_and_says_what_the_feed_records() {
+        let updates = [
+            for_user("u1", json!({"color": "red"})),
+            for_user(
+                "u2",
+                json!({"revoke_tokens_issued_before": "2026-01-01T00:00:00Z"}),
+            ),
+        ];
+        let applied = apply_batch(&updates, &[stored("u1"), stored("u2")]).unwrap();
+        assert_eq!(applied.users[0].fields.custom["color"], json!("red"));
+        assert_eq!(applied.users[0].updated_at, 50);
+        assert_eq!(applied.revoked, [false, true]);
+        assert!(!applied.roles_changed);
+        assert!(applied.check_roles(|_| None).is_ok(), "roles unchanged");
+        let events: Vec<(EventKind, &str)> = applied
+            .events()
+            .map(|(k, u)| (k, u.fields.id.as_str()))
+            .collect();
+        assert_eq!(
+            events,
+            [
+                (EventKind::UserUpdated, "u1"),
+                (EventKind::UserUpdated, "u2"),
+                (EventKind::UserTokensRevoked, "u2"),
+            ]
+        );
+        // Setting the revocation time it already has is no new revocation.
+        let again = apply_batch(&updates[1..], &applied.users[1..]).unwrap();
+        assert_eq!(again.revoked, [false]);
+    }
+
+    #[test]
+    fn a_batch_is_refused_by_a_missing_or_deleted_user_or_any_violation() {
+        let mut gone = stored("u2");
+        gone.deleted_at = Some(3);
+        let updates = [for_user("u1", json!({})), for_user("u2", json!({}))];
+        assert!(matches!(
+            apply_batch(&updates, &[stored("u1")]),
+            Err(Error::UserNotFound(id)) if id == "u2"
+        ));
+        assert!(matches!(
+            apply_batch(&updates, &[stored("u1"), gone]),
+            Err(Error::UserDeleted(id)) if id == "u2"
+        ));
+        let bad = [
+            for_user("u1", json!({"name": 5})),
+            for_user("u2", json!({"created_at": 1})),
+        ];
+        match apply_batch(&bad, &[stored("u1"), stored("u2")]) {
+            Err(Error::InvalidArgument(v)) => {
+                let fields: Vec<&str> = v.iter().map(|v| v.field.as_str()).collect();
+                assert_eq!(fields, ["users[0].set.name", "users[1].set.created_at"]);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn changed_roles_must_exist() {
+        let updates = [for_user("u1", json!({"role": "moderator"}))];
+        let applied = apply_batch(&updates, &[stored("u1")]).unwrap();
+        assert!(applied.roles_changed);
+        assert!(applied.check_roles(|_| Some(RoleScope::Global)).is_ok());
+        match applied.check_roles(|_| None) {
+            Err(Error::InvalidArgument(v)) => assert!(v[0].field.starts_with("users[0]")),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -5,7 +5,22 @@ use serde_json::{Map, Value};
 use super::lifecycle::{DeleteOptions, LifecycleEvent};
 use super::time::Micros;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Where a task is. The strings are stored in `tasks.status`.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::Display,
+    strum::AsRefStr,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::EnumIter,
+    strum::VariantArray,
+)]
+#[strum(serialize_all = "snake_case")]
 pub enum TaskStatus {
     Pending,
     Running,
@@ -16,28 +31,22 @@ pub enum TaskStatus {
 }
 
 impl TaskStatus {
-    pub const ALL: [TaskStatus; 6] = [
+    /// Every status, in declaration order: strum's list, as an array for callers that iterate by
+    /// value.
+    pub const ALL: [TaskStatus; 6] = match <TaskStatus as strum::VariantArray>::VARIANTS {
+        [a, b, c, d, e, f] => [*a, *b, *c, *d, *e, *f],
+        _ => panic!("TaskStatus::ALL has room for every status"),
+    };
+
+    /// Unfinished: the worker may claim it, and it counts in the queue's depth.
+    pub const ACTIVE: [TaskStatus; 3] = [
         TaskStatus::Pending,
         TaskStatus::Running,
         TaskStatus::Waiting,
-        TaskStatus::Completed,
-        TaskStatus::Failed,
-        TaskStatus::Canceled,
     ];
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            TaskStatus::Pending => "pending",
-            TaskStatus::Running => "running",
-            TaskStatus::Waiting => "waiting",
-            TaskStatus::Completed => "completed",
-            TaskStatus::Failed => "failed",
-            TaskStatus::Canceled => "canceled",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<TaskStatus> {
-        TaskStatus::ALL.into_iter().find(|s| s.as_str() == text)
+        self.into()
     }
 
     pub fn is_terminal(self) -> bool {
@@ -48,8 +57,22 @@ impl TaskStatus {
     }
 }
 
-/// What a task does to each of its users.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// What a task does to each of its users. The strings are stored in `tasks.kind` and shown on
+/// the wire.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::Display,
+    strum::AsRefStr,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::EnumIter,
+)]
+#[strum(serialize_all = "snake_case")]
 pub enum TaskKind {
     DeactivateUsers,
     ReactivateUsers,
@@ -65,24 +88,13 @@ impl LifecycleV1 {
 }
 
 impl TaskKind {
-    pub const ALL: [TaskKind; 4] = [
-        TaskKind::DeactivateUsers,
-        TaskKind::ReactivateUsers,
-        TaskKind::DeleteUsers,
-        TaskKind::RestoreUsers,
-    ];
-
     pub fn as_str(self) -> &'static str {
-        match self {
-            TaskKind::DeactivateUsers => "deactivate_users",
-            TaskKind::ReactivateUsers => "reactivate_users",
-            TaskKind::DeleteUsers => "delete_users",
-            TaskKind::RestoreUsers => "restore_users",
-        }
+        self.into()
     }
 
+    /// `str::parse`, for callers that want an `Option`.
     pub fn parse(text: &str) -> Option<TaskKind> {
-        TaskKind::ALL.into_iter().find(|k| k.as_str() == text)
+        text.parse().ok()
     }
 
     /// Whether a request of this kind that changes no user enqueues no task. Deactivating
@@ -145,12 +157,75 @@ pub struct LifecycleV1 {
     pub name: Option<String>,
 }
 
+/// A lifecycle request, validated, ready to enqueue.
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    pub kind: TaskKind,
+    pub user_ids: Vec<String>,
+    pub payload: TaskPayload,
+    pub request_id: Option<String>,
+}
+
+/// Where one user's item of a task is. The strings are stored in `task_items.status` and are the
+/// `status` of the item's result.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::Display,
+    strum::AsRefStr,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::EnumIter,
+)]
+#[strum(serialize_all = "snake_case")]
+pub enum ItemStatus {
+    Pending,
+    Ok,
+    Error,
+}
+
+impl ItemStatus {
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
 /// Outcome of one user's item.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ItemOutcome {
     Pending,
     Ok(Map<String, Value>),
     Error(String, Map<String, Value>),
+}
+
+impl ItemOutcome {
+    pub fn status(&self) -> ItemStatus {
+        match self {
+            ItemOutcome::Pending => ItemStatus::Pending,
+            ItemOutcome::Ok(_) => ItemStatus::Ok,
+            ItemOutcome::Error(..) => ItemStatus::Error,
+        }
+    }
+
+    /// The item's result as a task shows it: `{"status": "ok", ...}`, or `{"status": "error",
+    /// "error": "...", ...}`, with what the outcome adds.
+    pub fn result(&self) -> Value {
+        let mut out = Map::new();
+        out.insert("status".into(), Value::from(self.status().as_str()));
+        match self {
+            ItemOutcome::Pending => {}
+            ItemOutcome::Ok(extra) => out.extend(extra.clone()),
+            ItemOutcome::Error(message, extra) => {
+                out.insert("error".into(), Value::from(message.as_str()));
+                out.extend(extra.clone());
+            }
+        }
+        Value::Object(out)
+    }
 }
 
 /// A task as GetTask / WatchTask show it.
@@ -202,4 +277,108 @@ impl TaskUpdate {
 pub struct TaskError {
     pub kind: String,
     pub description: String,
+}
+
+/// How a task whose items are all done ends: `completed`, or `failed` when any of its `total`
+/// items (`errors` of them) ended in error.
+pub fn completion(errors: u64, total: u32) -> (TaskStatus, Option<TaskError>) {
+    if errors == 0 {
+        return (TaskStatus::Completed, None);
+    }
+    (
+        TaskStatus::Failed,
+        Some(TaskError {
+            kind: "ITEMS_FAILED".into(),
+            description: format!("{errors} of {total} users failed; see result"),
+        }),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use strum::IntoEnumIterator;
+
+    use super::*;
+
+    /// Stored in `tasks.status` / `tasks.kind` / `task_items.status` and shown on the wire: these
+    /// strings never change.
+    #[test]
+    fn task_strings_are_pinned() {
+        let statuses: Vec<&str> = TaskStatus::iter().map(TaskStatus::as_str).collect();
+        assert_eq!(
+            statuses,
+            [
+                "pending",
+                "running",
+                "waiting",
+                "completed",
+                "failed",
+                "canceled"
+            ]
+        );
+        assert_eq!(
+            TaskStatus::ALL.to_vec(),
+            TaskStatus::iter().collect::<Vec<_>>()
+        );
+        for status in TaskStatus::iter() {
+            assert_eq!(status.as_str().parse(), Ok(status));
+            assert_eq!(status.to_string(), status.as_str());
+        }
+        let kinds: Vec<&str> = TaskKind::iter().map(TaskKind::as_str).collect();
+        assert_eq!(
+            kinds,
+            [
+                "deactivate_users",
+                "reactivate_users",
+                "delete_users",
+                "restore_users"
+            ]
+        );
+        for kind in TaskKind::iter() {
+            assert_eq!(TaskKind::parse(kind.as_str()), Some(kind));
+            assert_eq!(kind.to_string(), kind.as_str());
+        }
+        assert_eq!(TaskKind::parse("export_users"), None);
+        let items: Vec<&str> = ItemStatus::iter().map(ItemStatus::as_str).collect();
+        assert_eq!(items, ["pending", "ok", "error"]);
+        for item in ItemStatus::iter() {
+            assert_eq!(item.as_str().parse(), Ok(item));
+        }
+    }
+
+    #[test]
+    fn a_task_fails_when_any_item_failed() {
+        assert_eq!(completion(0, 3), (TaskStatus::Completed, None));
+        let (status, error) = completion(2, 3);
+        assert_eq!(status, TaskStatus::Failed);
+        assert_eq!(
+            error,
+            Some(TaskError {
+                kind: "ITEMS_FAILED".into(),
+                description: "2 of 3 users failed; see result".into(),
+            })
+        );
+    }
+
+    #[test]
+    fn item_results_carry_their_status() {
+        let mut extra = Map::new();
+        extra.insert("products".into(), serde_json::json!({"chat": "ok"}));
+        assert_eq!(
+            ItemOutcome::Ok(extra.clone()).result(),
+            serde_json::json!({"status": "ok", "products": {"chat": "ok"}})
+        );
+        assert_eq!(
+            ItemOutcome::Error("product chat failed".into(), extra).result(),
+            serde_json::json!({
+                "status": "error",
+                "error": "product chat failed",
+                "products": {"chat": "ok"}
+            })
+        );
+        assert_eq!(
+            ItemOutcome::Pending.result(),
+            serde_json::json!({"status": "pending"})
+        );
+    }
 }

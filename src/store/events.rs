@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Store;
 use super::entities::{event_horizon, user, user_event};
-use super::values_list::push_row;
+use super::sql_text::SqlText;
 use crate::domain::device::Device;
 use crate::domain::event::{Actor, Event, EventKind};
 use crate::domain::time::Micros;
@@ -112,44 +112,37 @@ fn insert_events(
     events: Vec<NewEvent>,
 ) -> Statement {
     const COLUMNS: usize = 8;
-    let postgres = backend == DatabaseBackend::Postgres;
-    let mut sql = String::from(
+    let mut sql = SqlText::with_capacity(backend, 256, events.len() * COLUMNS + 1);
+    sql.push(
         "INSERT INTO user_events (kind, user_id, actor, caller, created_by_id, at, snapshot, role) ",
     );
-    sql.push_str(if postgres {
+    let postgres = sql.postgres();
+    sql.push(if postgres {
         "SELECT * FROM (VALUES "
     } else {
         "VALUES "
     });
-    let mut values: Vec<sea_orm::Value> = Vec::with_capacity(events.len() * COLUMNS + 1);
     for (i, e) in events.into_iter().enumerate() {
         if i > 0 {
-            sql.push_str(", ");
+            sql.push(", ");
         }
-        push_row(
-            &mut sql,
-            &mut values,
-            postgres,
-            [
-                (e.kind.as_str().into(), ""),
-                (e.user_id.into(), ""),
-                (actor.name().into(), ""),
-                (actor.caller.clone().into(), ""),
-                (actor.created_by_id.clone().into(), ""),
-                (at.into(), ""),
-                (e.snapshot.into(), "::jsonb"),
-                (e.role.into(), ""),
-            ],
-        );
+        sql.row([
+            (e.kind.as_str().into(), ""),
+            (e.user_id.into(), ""),
+            (actor.name().into(), ""),
+            (actor.caller.clone().into(), ""),
+            (actor.created_by_id.clone().into(), ""),
+            (at.into(), ""),
+            (e.snapshot.into(), "::jsonb"),
+            (e.role.into(), ""),
+        ]);
     }
     if postgres {
-        values.push(FEED_WRITERS_LOCK.into());
-        sql.push_str(&format!(
-            ") AS v WHERE (SELECT pg_advisory_xact_lock_shared(${})) IS NOT NULL",
-            values.len()
-        ));
+        sql.push(") AS v WHERE (SELECT pg_advisory_xact_lock_shared(");
+        sql.bind(FEED_WRITERS_LOCK);
+        sql.push(")) IS NOT NULL");
     }
-    Statement::from_sql_and_values(backend, sql, values)
+    sql.into_statement()
 }
 
 impl Store {
@@ -194,18 +187,12 @@ impl Store {
     pub async fn purge_events(&self, before: Micros) -> Result<u64> {
         let tx = self.write().await?;
         let backend = self.backend();
+        let mut newest = SqlText::new(backend);
+        newest.push("SELECT MAX(sequence) AS s FROM user_events WHERE at < ");
+        newest.bind(before);
         let newest_old = tx
             .txn
-            .query_one_raw(Statement::from_sql_and_values(
-                backend,
-                match backend {
-                    DatabaseBackend::Postgres => {
-                        "SELECT MAX(sequence) AS s FROM user_events WHERE at < $1"
-                    }
-                    _ => "SELECT MAX(sequence) AS s FROM user_events WHERE at < ?",
-                },
-                [before.into()],
-            ))
+            .query_one_raw(newest.into_statement())
             .await?
             .and_then(|row| row.try_get::<Option<i64>>("", "s").ok().flatten());
         let Some(through) = newest_old else {

@@ -4,22 +4,25 @@ mod devices;
 pub mod entities;
 mod errors;
 pub(crate) mod events;
+mod lifecycle;
 mod moderation;
 pub mod query_sql;
 mod reads;
 mod replace;
 mod roles;
-mod tasks;
+mod sql_text;
+mod task_queue;
+mod task_rows;
 mod tokens;
+mod user_reads;
 mod user_rows;
 mod users;
-mod values_list;
 
 pub use events::FEED_WRITERS_LOCK;
 pub use moderation::BanPage;
-pub use tasks::{Claimed, ItemCommit, NewTask, PendingItem, TaskQueue};
+pub use task_queue::{Claimed, ItemCommit, PendingItem, TaskQueue};
+pub use user_reads::UserPage;
 pub use user_rows::{REPLACED_COLUMNS, select_user_by_id};
-pub use users::UserPage;
 
 use std::{sync::Arc, time::Duration};
 

@@ -21,6 +21,8 @@
 use sea_orm::{DatabaseBackend, Statement, Value};
 use serde_json::{Number, Value as Json};
 
+use super::sql_text::SqlText;
+
 use crate::domain::filter::{Builtin, Cmp, Field, Filter, Kind, Op, Scalar, State};
 use crate::domain::presence::AsOf;
 use crate::domain::query::{SortKey, UserQuery, custom_type_rank};
@@ -49,8 +51,7 @@ pub fn select_users(
     };
     let mut sql = Sql {
         dialect,
-        text: String::with_capacity(512),
-        values: Vec::new(),
+        out: SqlText::with_capacity(backend, 512, 0),
         as_of,
     };
     sql.push("SELECT ");
@@ -88,9 +89,7 @@ pub fn select_users(
     sql.bind(Value::BigInt(Some(to_i64(query.limit.saturating_add(1)))));
     sql.push(" OFFSET ");
     sql.bind(Value::BigInt(Some(to_i64(query.offset))));
-    Ok(Statement::from_sql_and_values(
-        backend, sql.text, sql.values,
-    ))
+    Ok(sql.out.into_statement())
 }
 
 fn to_i64(n: u64) -> i64 {
@@ -103,12 +102,10 @@ enum Dialect {
     Postgres,
 }
 
-/// SQL text and its parameters, written strictly left to right so that SQLite's positional `?`
-/// and PostgreSQL's `$n` both line up with `values`.
+/// The statement being written (see `SqlText`), and how to write it.
 struct Sql {
     dialect: Dialect,
-    text: String,
-    values: Vec<Value>,
+    out: SqlText,
     as_of: AsOf,
 }
 
@@ -370,19 +367,12 @@ impl<'a> Groups<'a> {
 
 impl Sql {
     fn push(&mut self, s: &str) {
-        self.text.push_str(s);
+        self.out.push(s);
     }
 
     /// Appends a placeholder for `value`.
     fn bind(&mut self, value: Value) {
-        self.values.push(value);
-        match self.dialect {
-            Dialect::Sqlite => self.text.push('?'),
-            Dialect::Postgres => {
-                self.text.push('$');
-                self.text.push_str(&self.values.len().to_string());
-            }
-        }
+        self.out.bind(value);
     }
 
     fn bind_text(&mut self, s: impl Into<String>) {
@@ -1182,56 +1172,32 @@ mod tests {
         }
     }
 
-    /// `?` placeholders as the backend wants them (test SQL holds no other `?`).
-    fn numbered(sql: &str, backend: DatabaseBackend) -> String {
-        if backend != DatabaseBackend::Postgres {
-            return sql.to_owned();
-        }
-        let mut out = String::new();
-        for (i, part) in sql.split('?').enumerate() {
-            if i > 0 {
-                out.push_str(&format!("${i}"));
-            }
-            out.push_str(part);
-        }
-        out
-    }
-
     async fn insert(db: &DatabaseConnection, rows: &[Row]) {
         let backend = db.get_database_backend();
-        let json = if backend == DatabaseBackend::Postgres {
-            "CAST(? AS jsonb)"
-        } else {
-            "?"
-        };
-        let sql = numbered(
-            &format!(
+        for r in rows {
+            let mut sql = SqlText::new(backend);
+            sql.push(
                 "INSERT INTO users (id, name, image, role, custom, language, invisible, teams, \
                  teams_role, created_at, updated_at, deactivated_at, deleted_at, last_active) \
-                 VALUES (?, ?, ?, ?, {json}, ?, ?, {json}, {json}, ?, ?, ?, ?, ?)"
-            ),
-            backend,
-        );
-        for r in rows {
-            let values: Vec<Value> = vec![
-                r.id.clone().into(),
-                r.name.clone().into(),
-                r.image.clone().into(),
-                r.role.clone().into(),
-                r.custom.to_string().into(),
-                r.language.clone().into(),
-                r.invisible.into(),
-                json!(r.teams).to_string().into(),
-                "{}".into(),
-                r.created_at.into(),
-                r.updated_at.into(),
-                r.deactivated_at.into(),
-                r.deleted_at.into(),
-                r.last_active.into(),
-            ];
-            db.execute_raw(Statement::from_sql_and_values(backend, &sql, values))
-                .await
-                .expect("insert");
+                 VALUES ",
+            );
+            sql.row([
+                (r.id.clone().into(), ""),
+                (r.name.clone().into(), ""),
+                (r.image.clone().into(), ""),
+                (r.role.clone().into(), ""),
+                (r.custom.to_string().into(), "::jsonb"),
+                (r.language.clone().into(), ""),
+                (r.invisible.into(), ""),
+                (json!(r.teams).to_string().into(), "::jsonb"),
+                ("{}".into(), "::jsonb"),
+                (r.created_at.into(), ""),
+                (r.updated_at.into(), ""),
+                (r.deactivated_at.into(), ""),
+                (r.deleted_at.into(), ""),
+                (r.last_active.into(), ""),
+            ]);
+            db.execute_raw(sql.into_statement()).await.expect("insert");
         }
     }
 

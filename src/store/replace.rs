@@ -14,8 +14,8 @@ use std::collections::HashMap;
 use sea_orm::{ConnectionTrait, DbErr, IdenStatic, Statement, Value};
 
 use super::entities::user::Column;
+use super::sql_text::SqlText;
 use super::user_rows::{OWNS_COLUMNS, Owns, REPLACED_COLUMNS};
-use super::values_list::push_row;
 use crate::domain::moderation::Ban;
 use crate::domain::user::User;
 use crate::error::Result;
@@ -107,30 +107,32 @@ pub(crate) async fn write(
 }
 
 fn replace_sql(backend: sea_orm::DatabaseBackend, users: &[User]) -> Statement {
-    let postgres = backend == sea_orm::DatabaseBackend::Postgres;
     let columns: Vec<&str> = INSERT_COLUMNS.iter().map(|c| c.as_str()).collect();
-    let mut sql = format!("INSERT INTO users ({}) VALUES ", columns.join(", "));
-    let mut values = Vec::with_capacity(users.len() * INSERT_COLUMNS.len());
+    let mut sql = SqlText::with_capacity(backend, 1024, users.len() * INSERT_COLUMNS.len());
+    sql.push(&format!(
+        "INSERT INTO users ({}) VALUES ",
+        columns.join(", ")
+    ));
     for (i, user) in users.iter().enumerate() {
         if i > 0 {
-            sql.push_str(", ");
+            sql.push(", ");
         }
-        push_row(&mut sql, &mut values, postgres, insert_row(user));
+        sql.row(insert_row(user));
     }
     let set: Vec<String> = REPLACED_COLUMNS
         .iter()
         .map(|c| format!("{0} = excluded.{0}", c.as_str()))
         .collect();
-    sql.push_str(" ON CONFLICT (id) DO UPDATE SET ");
-    sql.push_str(&set.join(", "));
-    if postgres {
-        sql.push_str(" WHERE users.deleted_at IS NULL RETURNING ");
-        sql.push_str(RETURNED);
-        sql.push_str(", ");
-        sql.push_str(OWNS_COLUMNS);
-        sql.push_str(", users.xmax = 0 AS created");
+    sql.push(" ON CONFLICT (id) DO UPDATE SET ");
+    sql.push(&set.join(", "));
+    if sql.postgres() {
+        sql.push(" WHERE users.deleted_at IS NULL RETURNING ");
+        sql.push(RETURNED);
+        sql.push(", ");
+        sql.push(OWNS_COLUMNS);
+        sql.push(", users.xmax = 0 AS created");
     }
-    Statement::from_sql_and_values(backend, sql, values)
+    sql.into_statement()
 }
 
 /// One user's values, in `INSERT_COLUMNS` order, with PostgreSQL's cast where the value is not

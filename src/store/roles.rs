@@ -9,6 +9,7 @@ use sea_orm::{
 use super::Store;
 use super::entities::role::{self, Column};
 use super::events::{self, NewEvent};
+use super::sql_text::SqlText;
 use crate::domain::event::{Actor, EventKind};
 use crate::domain::role::{MAX_CUSTOM_ROLES, Role, name_problem};
 use crate::domain::user::RoleScope;
@@ -141,22 +142,18 @@ impl Store {
         // A role is in use while a user that is or may again be visible holds it, globally or in
         // a team: soft-deleted users count (RestoreUsers brings them back as they were, and a
         // user's role always names an existing role); pruned and hard-deleted ones do not.
-        let backend = self.backend();
-        let sql = match backend {
+        let mut sql = SqlText::new(self.backend());
+        sql.push("SELECT 1 FROM users WHERE pruned_at IS NULL AND (role = ");
+        sql.bind(name);
+        sql.push(match self.backend() {
             DatabaseBackend::Postgres => {
-                "SELECT 1 FROM users WHERE pruned_at IS NULL AND (role = $1 OR EXISTS \
-                 (SELECT 1 FROM jsonb_each_text(teams_role) AS t WHERE t.value = $1)) LIMIT 1"
+                " OR EXISTS (SELECT 1 FROM jsonb_each_text(teams_role) AS t WHERE t.value = "
             }
-            _ => {
-                "SELECT 1 FROM users WHERE pruned_at IS NULL AND (role = ?1 OR EXISTS \
-                 (SELECT 1 FROM json_each(users.teams_role) AS t WHERE t.value = ?1)) LIMIT 1"
-            }
-        };
-        let in_use = tx
-            .txn
-            .query_one_raw(Statement::from_sql_and_values(backend, sql, [name.into()]))
-            .await?
-            .is_some();
+            _ => " OR EXISTS (SELECT 1 FROM json_each(users.teams_role) AS t WHERE t.value = ",
+        });
+        sql.bind(name);
+        sql.push(")) LIMIT 1");
+        let in_use = tx.txn.query_one_raw(sql.into_statement()).await?.is_some();
         if in_use {
             return Err(Error::RoleInUse(name.to_owned()));
         }

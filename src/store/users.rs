@@ -1,28 +1,18 @@
-//! Users: upsert, partial update, point reads and queries.
-use std::collections::{HashMap, HashSet};
+//! User writes: upsert (create or replace) and partial update. Reads live in `user_reads`.
+use std::collections::HashMap;
 
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+use sea_orm::ConnectionTrait;
 
 use super::Store;
 use super::entities::user::{self, Column};
 use super::events::{self, NewEvent};
 use super::replace;
-use super::user_rows::{
-    Owns, REPLACED_COLUMNS, UserRow, attach_owned, fetch_rows, load_users, lock_user_rows, rows_of,
-    users_by_id,
-};
-use super::values_list::push_row;
+use super::sql_text::SqlText;
+use super::user_rows::{Owns, REPLACED_COLUMNS, UserRow, attach_owned, lock_user_rows};
 use crate::domain::event::{Actor, EventKind};
-use crate::domain::partial::{PartialUpdate, Settable};
-use crate::domain::query::{UserQuery, next_page_token};
+use crate::domain::partial::{AppliedBatch, PartialUpdate, check_distinct_ids};
 use crate::domain::user::{User, UserFields, dotted_key_violation_in};
 use crate::error::{Error, FieldViolation, Result};
-
-/// A page of users and the token for the next one.
-pub struct UserPage {
-    pub users: Vec<User>,
-    pub next_page_token: Option<String>,
-}
 
 impl Store {
     /// Creates or replaces users, all or nothing. Caller fields are replaced; server fields kept.
@@ -113,161 +103,48 @@ impl Store {
         Ok(users)
     }
 
-    /// Applies partial updates, all or nothing; each user is locked while it is read, merged and
-    /// written, so concurrent updates of different keys all survive.
+    /// Applies partial updates, all or nothing (see `AppliedBatch`); each user is locked while it
+    /// is read, merged and written, so concurrent updates of different keys all survive.
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"), fields(count = updates.len()))]
     pub async fn update_users_partial(
         &self,
         updates: Vec<PartialUpdate>,
         actor: &Actor,
     ) -> Result<Vec<User>> {
-        let mut seen = HashSet::new();
-        for (i, update) in updates.iter().enumerate() {
-            if !seen.insert(update.id.as_str()) {
-                return Err(Error::invalid(
-                    format!("users[{i}].id"),
-                    "appears twice in the batch",
-                ));
-            }
-        }
+        check_distinct_ids(&updates)?;
         let tx = self.write().await?;
         let mut rows = lock_user_rows(&tx.txn, updates.iter().map(|u| u.id.clone())).await?;
         let now = self.now();
-        let mut users = Vec::with_capacity(updates.len());
-        // Users whose update set a new revocation time: the feed says so with its own event.
-        let mut revoked = HashSet::new();
-        let mut violations = Vec::new();
-        let mut owned = Vec::with_capacity(updates.len());
-        // The rows as they were, to write back only what changed.
+        // The rows as they were, to write back only what changed, and what each user owns.
         let mut before = Vec::with_capacity(updates.len());
-        // Roles a stored user holds exist (a role in use cannot be deleted): only a change of
-        // roles needs them looked up.
-        let mut roles_changed = false;
-        for (i, update) in updates.iter().enumerate() {
-            let UserRow { model: row, owns } = rows
-                .remove(&update.id)
-                .ok_or_else(|| Error::UserNotFound(update.id.clone()))?;
-            if row.deleted_at.is_some() {
-                return Err(Error::UserDeleted(row.id));
-            }
-            let row_before = row.clone();
-            let mut user = User::from(row);
-            let at = format!("users[{i}]");
-            let current = Settable {
-                fields: user.fields.clone(),
-                revoke_tokens_issued_before: user.revoke_tokens_issued_before,
-            };
-            match update.apply(&current, &at) {
-                Ok(next) => {
-                    violations.extend(next.fields.violations(&at));
-                    if next.revoke_tokens_issued_before.is_some()
-                        && next.revoke_tokens_issued_before != user.revoke_tokens_issued_before
-                    {
-                        revoked.insert(user.fields.id.clone());
-                    }
-                    if next.fields.role_names().ne(user.fields.role_names()) {
-                        roles_changed = true;
-                    }
-                    user.fields = next.fields;
-                    user.revoke_tokens_issued_before = next.revoke_tokens_issued_before;
-                    user.updated_at = now;
-                    users.push(user);
-                    owned.push(owns);
-                    before.push(row_before);
-                }
-                Err(v) => violations.extend(v),
-            }
-        }
-        if !violations.is_empty() {
-            return Err(Error::InvalidArgument(violations));
-        }
-        let scopes = if roles_changed {
-            self.role_scopes(&tx.txn, users.iter().flat_map(|u| u.fields.role_names()))
-                .await?
+        let mut owned = Vec::with_capacity(updates.len());
+        let find = |id: &str| {
+            rows.remove(id).map(|UserRow { model, owns }| {
+                before.push(model.clone());
+                owned.push(owns);
+                User::from(model)
+            })
+        };
+        let mut applied = AppliedBatch::of(&updates, find, now)?;
+        // Only a change of roles needs the roles looked up.
+        let scopes = if applied.roles_changed {
+            let names = applied.users.iter().flat_map(|u| u.fields.role_names());
+            self.role_scopes(&tx.txn, names).await?
         } else {
             HashMap::new()
         };
-        let violations: Vec<FieldViolation> = if !roles_changed {
-            Vec::new()
-        } else {
-            users
-                .iter()
-                .enumerate()
-                .flat_map(|(i, u)| {
-                    u.fields
-                        .role_violations(&format!("users[{i}]"), |r| scopes.get(r).copied())
-                })
-                .collect()
-        };
-        if !violations.is_empty() {
-            return Err(Error::InvalidArgument(violations));
-        }
+        applied.check_roles(|r| scopes.get(r).copied())?;
         // Every row exists and is locked.
         let mut written = REPLACED_COLUMNS.to_vec();
         written.push(Column::RevokeTokensIssuedBefore);
-        update_changed(&tx.txn, &before, &mut users, &owned, &written).await?;
-        let mut events = Vec::with_capacity(users.len() + revoked.len());
-        for user in &users {
-            events.push(NewEvent::user(EventKind::UserUpdated, user));
-            if revoked.contains(&user.fields.id) {
-                events.push(NewEvent::user(EventKind::UserTokensRevoked, user));
-            }
-        }
+        update_changed(&tx.txn, &before, &mut applied.users, &owned, &written).await?;
+        let events = applied
+            .events()
+            .map(|(kind, user)| NewEvent::user(kind, user))
+            .collect();
         events::append(&tx.txn, actor, now, events).await?;
         tx.commit().await?;
-        Ok(users)
-    }
-
-    /// One user; a deleted user only with `include_deleted`.
-    #[tracing::instrument(level = "debug", skip(self), err(level = "debug"))]
-    pub async fn get_user(&self, id: &str, include_deleted: bool) -> Result<User> {
-        match self.point_reads.read(self.conn(), id).await? {
-            Some(user) if include_deleted || user.deleted_at.is_none() => Ok(user),
-            _ => Err(Error::UserNotFound(id.to_owned())),
-        }
-    }
-
-    /// One user with its devices and blocks, deleted or not; `None` when there is no such row.
-    pub(crate) async fn find_user(&self, id: &str) -> Result<Option<User>> {
-        Ok(users_by_id(self.conn(), vec![id.to_owned()]).await?.pop())
-    }
-
-    /// The given users that exist and are not deleted, with devices and blocks, by id.
-    pub(crate) async fn visible_users(
-        &self,
-        ids: impl IntoIterator<Item = String>,
-    ) -> Result<HashMap<String, User>> {
-        let rows = fetch_rows(
-            self.conn(),
-            user::Entity::find()
-                .filter(Column::Id.is_in(ids))
-                .filter(Column::DeletedAt.is_null()),
-        )
-        .await?;
-        let users = load_users(self.conn(), rows).await?;
-        Ok(users
-            .into_iter()
-            .map(|u| (u.fields.id.clone(), u))
-            .collect())
-    }
-
-    /// One page of a query (deleted users never appear).
-    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
-    pub async fn query_users(&self, query: &UserQuery) -> Result<UserPage> {
-        let statement = super::query_sql::select_users(query, self.backend(), self.as_of_now())?;
-        let mut rows = rows_of(self.conn(), statement).await?;
-        let limit = usize::try_from(query.limit).unwrap_or(usize::MAX);
-        let more = rows.len() > limit;
-        rows.truncate(limit);
-        let users = load_users(self.conn(), rows).await?;
-        let next_page_token = match users.last() {
-            Some(last) if more => Some(next_page_token(query, last)),
-            _ => None,
-        };
-        Ok(UserPage {
-            users,
-            next_page_token,
-        })
+        Ok(applied.users)
     }
 }
 
@@ -305,17 +182,19 @@ fn update_sql(
     columns: &[Column],
 ) -> sea_orm::Statement {
     use sea_orm::{IdenStatic, ModelTrait, Value};
-    let postgres = backend == sea_orm::DatabaseBackend::Postgres;
     let set: Vec<String> = columns
         .iter()
         .enumerate()
         .map(|(i, c)| format!("\"{}\" = v.column{}", c.as_str(), i + 2))
         .collect();
-    let mut sql = format!("UPDATE users SET {} FROM (VALUES ", set.join(", "));
-    let mut values: Vec<Value> = Vec::with_capacity(rows.len() * (columns.len() + 1));
+    let mut sql = SqlText::with_capacity(backend, 256, rows.len() * (columns.len() + 1));
+    sql.push(&format!(
+        "UPDATE users SET {} FROM (VALUES ",
+        set.join(", ")
+    ));
     for (r, row) in rows.iter().enumerate() {
         if r > 0 {
-            sql.push_str(", ");
+            sql.push(", ");
         }
         let id = (Value::from(row.id.clone()), "::text");
         let changed = columns.iter().map(|&c| {
@@ -331,15 +210,10 @@ fn update_sql(
             };
             (value, cast)
         });
-        push_row(
-            &mut sql,
-            &mut values,
-            postgres,
-            std::iter::once(id).chain(changed),
-        );
+        sql.row(std::iter::once(id).chain(changed));
     }
-    sql.push_str(") AS v WHERE users.id = v.column1");
-    sea_orm::Statement::from_sql_and_values(backend, sql, values)
+    sql.push(") AS v WHERE users.id = v.column1");
+    sql.into_statement()
 }
 
 #[cfg(test)]

@@ -25,8 +25,7 @@ impl Model {
     /// from outside roster and reads as `firebase` rather than failing every read of the user.
     pub fn into_device(self) -> Device {
         Device {
-            push_provider: PushProvider::parse(&self.push_provider)
-                .unwrap_or(PushProvider::Firebase),
+            push_provider: self.push_provider.parse().unwrap_or(PushProvider::Firebase),
             id: self.id,
             push_provider_name: self.push_provider_name,
             voip: self.voip,

@@ -1,36 +1,29 @@
-//! Tasks: enqueue (together with the users' state change), claim with a lease, per-item commits,
-//! reads, cancel and purge.
+//! The task queue: enqueue (together with the users' immediate change), claim with a lease,
+//! per-item commits (with each item's effect on roster's own data), progress, cancel, reads and
+//! purge. Row mapping lives in `task_rows`, the lifecycle writes on users in `lifecycle`.
 use sea_orm::{
-    ActiveValue::Set,
     ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter,
     QueryOrder, QuerySelect,
     sea_query::{Expr, ExprTrait},
 };
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
+use super::Store;
 use super::entities::task::{self, Column as T};
 use super::entities::task_item::{self, Column as I};
-use super::entities::user::{self, Column as U};
-use super::entities::{device, user_block};
 use super::events::{self, NewEvent};
-use super::{Store, WriteTx};
-use crate::domain::event::EventKind;
-use crate::domain::lifecycle::{DeleteOptions, UserDeletion};
+use super::lifecycle::apply_item_effect;
+use super::task_rows::{
+    active, count, item_result, new_item_rows, new_task_id, new_task_row, to_task,
+};
+use crate::domain::effects::ItemEffect;
 use crate::domain::task::{
-    ItemOutcome, Task, TaskError, TaskKind, TaskPayload, TaskStatus, TaskUpdate,
+    ItemOutcome, ItemStatus, NewTask, Task, TaskError, TaskKind, TaskPayload, TaskStatus,
+    TaskUpdate, completion,
 };
 use crate::domain::time::Micros;
 use crate::domain::user::User;
 use crate::error::{Error, Result};
-
-/// A lifecycle request, validated, ready to enqueue.
-#[derive(Debug, Clone)]
-pub struct NewTask {
-    pub kind: TaskKind,
-    pub user_ids: Vec<String>,
-    pub payload: TaskPayload,
-    pub request_id: Option<String>,
-}
 
 /// A task this process holds the lease of.
 #[derive(Debug, Clone)]
@@ -59,8 +52,6 @@ pub enum ItemCommit {
     /// this chunk stay pending.
     Canceled,
 }
-
-const ACTIVE: [&str; 3] = ["pending", "running", "waiting"];
 
 /// Unfinished work, for the queue gauges.
 #[derive(Debug, Clone, Copy)]
@@ -98,93 +89,26 @@ impl Store {
                 return Ok((seen.id, Vec::new()));
             }
         }
-        let mut by_id =
-            super::user_rows::lock_user_rows(&tx.txn, new.user_ids.iter().cloned()).await?;
-        let now = self.now();
-        let TaskPayload::V1(payload) = &new.payload;
-        let delete = payload.delete.clone().unwrap_or_default();
-        let mut users = Vec::with_capacity(new.user_ids.len());
-        let mut changed_users = Vec::new();
-        // Users that change alike (all of them, usually) are written by one statement.
-        let mut changes: Vec<(user::ActiveModel, Vec<String>)> = Vec::new();
-        let mut owns = Vec::with_capacity(new.user_ids.len());
-        for id in &new.user_ids {
-            let super::user_rows::UserRow {
-                model: row,
-                owns: owned,
-            } = by_id
-                .remove(id)
-                .ok_or_else(|| Error::UserNotFound(id.clone()))?;
-            owns.push(owned);
-            let (user, change) =
-                immediate_change(new.kind, &delete, payload.name.as_ref(), row, now)?;
-            if let Some(mut change) = change {
-                change.id = sea_orm::ActiveValue::NotSet;
-                match changes.iter_mut().find(|(c, _)| *c == change) {
-                    Some((_, ids)) => ids.push(id.clone()),
-                    None => changes.push((change, vec![id.clone()])),
-                }
-                changed_users.push(users.len());
-            }
-            users.push(user);
-        }
-        for (change, ids) in changes {
-            user::Entity::update_many()
-                .set(change)
-                .filter(U::Id.is_in(ids))
-                .exec(&tx.txn)
-                .await?;
-        }
-        super::user_rows::attach_owned(&tx.txn, &mut users, &owns).await?;
-        if changed_users.is_empty() && new.kind.no_task_without_change() {
+        let (immediate, now) = self.change_named_users(&tx.txn, &new).await?;
+        if !immediate.enqueues_task() {
             // Nothing was written; the transaction ends without a task.
-            return Ok((String::new(), users));
+            return Ok((String::new(), immediate.users));
         }
-        let events = changed_users
-            .into_iter()
-            .map(|i| NewEvent::user(new.kind.feed_event(), &users[i]))
+        let events = immediate
+            .events()
+            .map(|(kind, user)| NewEvent::user(kind, user))
             .collect();
         let id = new_task_id();
-        task::Entity::insert(task::ActiveModel {
-            id: Set(id.clone()),
-            kind: Set(new.kind.as_str().to_owned()),
-            status: Set(TaskStatus::Pending.as_str().to_owned()),
-            request_id: Set(new.request_id.clone()),
-            payload: Set(
-                serde_json::to_value(&new.payload).map_err(|e| Error::Internal(e.to_string()))?
-            ),
-            total: Set(count(new.user_ids.len())),
-            done: Set(0),
-            error_type: Set(None),
-            error_description: Set(None),
-            cancel_requested: Set(false),
-            lease_owner: Set(None),
-            lease_expires_at: Set(None),
-            not_before: Set(None),
-            attempts: Set(0),
-            version: Set(1),
-            created_at: Set(now),
-            updated_at: Set(now),
-            started_at: Set(None),
-            finished_at: Set(None),
-        })
-        .exec_without_returning(&tx.txn)
-        .await?;
-        task_item::Entity::insert_many(new.user_ids.iter().enumerate().map(|(i, user_id)| {
-            task_item::ActiveModel {
-                task_id: Set(id.clone()),
-                position: Set(count(i)),
-                user_id: Set(user_id.clone()),
-                status: Set("pending".into()),
-                result: Set(None),
-                updated_at: Set(now),
-            }
-        }))
-        .exec_without_returning(&tx.txn)
-        .await?;
+        task::Entity::insert(new_task_row(&id, &new, now)?)
+            .exec_without_returning(&tx.txn)
+            .await?;
+        task_item::Entity::insert_many(new_item_rows(&id, &new.user_ids, now))
+            .exec_without_returning(&tx.txn)
+            .await?;
+        let TaskPayload::V1(payload) = &new.payload;
         events::append(&tx.txn, &payload.actor(), now, events).await?;
         tx.commit().await?;
-        Ok((id, users))
+        Ok((id, immediate.users))
     }
 
     /// Claims the oldest runnable task whose lease is free or expired: `FOR UPDATE SKIP LOCKED`
@@ -198,7 +122,7 @@ impl Store {
         let tx = self.write().await?;
         let now = self.now();
         let candidate = task::Entity::find()
-            .filter(T::Status.is_in(ACTIVE))
+            .filter(T::Status.is_in(active()))
             .filter(T::LeaseExpiresAt.is_null().or(T::LeaseExpiresAt.lt(now)))
             .filter(T::NotBefore.is_null().or(T::NotBefore.lte(now)))
             .order_by_asc(T::CreatedAt)
@@ -234,8 +158,10 @@ impl Store {
         }
         let update = update_since(&tx.txn, row.version, &row.id, Map::new()).await?;
         tx.commit().await?;
-        let kind = TaskKind::parse(&row.kind)
-            .ok_or_else(|| Error::Internal(format!("unknown task kind {}", row.kind)))?;
+        let kind: TaskKind = row
+            .kind
+            .parse()
+            .map_err(|_| Error::Internal(format!("unknown task kind {}", row.kind)))?;
         let payload = serde_json::from_value(row.payload)
             .map_err(|e| Error::Internal(format!("task payload: {e}")))?;
         Ok(Some((
@@ -250,7 +176,7 @@ impl Store {
 
     pub async fn task_queue(&self) -> Result<TaskQueue> {
         let depth = task::Entity::find()
-            .filter(T::Status.is_in(ACTIVE))
+            .filter(T::Status.is_in(active()))
             .count(self.conn())
             .await?;
         let oldest: Option<i64> = task::Entity::find()
@@ -275,7 +201,7 @@ impl Store {
             .col_expr(T::LeaseExpiresAt, Expr::value(self.now() + lease_micros))
             .filter(T::Id.eq(task_id.to_owned()))
             .filter(T::LeaseOwner.eq(owner.to_owned()))
-            .filter(T::Status.is_in(ACTIVE))
+            .filter(T::Status.is_in(active()))
             .exec(self.conn())
             .await?;
         Ok(result.rows_affected == 1)
@@ -322,7 +248,7 @@ impl Store {
     pub async fn pending_items(&self, task_id: &str) -> Result<Vec<PendingItem>> {
         let rows = task_item::Entity::find()
             .filter(I::TaskId.eq(task_id.to_owned()))
-            .filter(I::Status.eq("pending"))
+            .filter(I::Status.eq(ItemStatus::Pending.as_str()))
             .order_by_asc(I::Position)
             .all(self.conn())
             .await?;
@@ -361,7 +287,7 @@ impl Store {
             return Ok((ItemCommit::LeaseLost, None));
         };
         if row.lease_owner.as_deref() != Some(owner)
-            || TaskStatus::parse(&row.status).is_none_or(TaskStatus::is_terminal)
+            || row.status.parse().map_or(true, TaskStatus::is_terminal)
         {
             return Ok((ItemCommit::LeaseLost, None));
         }
@@ -371,7 +297,7 @@ impl Store {
             .column(I::Position)
             .filter(I::TaskId.eq(claimed.id.clone()))
             .filter(I::Position.is_in(items.iter().map(|(item, _)| item.position)))
-            .filter(I::Status.eq("pending"))
+            .filter(I::Status.eq(ItemStatus::Pending.as_str()))
             .into_tuple::<i32>()
             .all(&tx.txn)
             .await?
@@ -382,10 +308,10 @@ impl Store {
             .filter(|(item, _)| still_pending.contains(&item.position))
             .collect();
         // Items with the same outcome (usually all of them) are marked by one statement.
-        let mut groups: Vec<(&'static str, Value, Vec<i32>)> = Vec::new();
+        let mut groups: Vec<(ItemStatus, Value, Vec<i32>)> = Vec::new();
         let mut results = Map::new();
         for (item, outcome) in &todo {
-            let (status, result) = (outcome_status(outcome), outcome_json(outcome));
+            let (status, result) = (outcome.status(), outcome.result());
             results.insert(item.user_id.clone(), result.clone());
             match groups
                 .iter_mut()
@@ -397,7 +323,7 @@ impl Store {
         }
         for (status, result, positions) in groups {
             task_item::Entity::update_many()
-                .col_expr(I::Status, Expr::value(status))
+                .col_expr(I::Status, Expr::value(status.as_str()))
                 .col_expr(I::Result, Expr::value(result))
                 .col_expr(I::UpdatedAt, Expr::value(now))
                 .filter(I::TaskId.eq(claimed.id.clone()))
@@ -407,9 +333,10 @@ impl Store {
         }
         // roster's own effect applies whatever the products answered: a product that failed is
         // named in the item's error, and the user stays as the request said.
+        let effect = ItemEffect::of(claimed.kind, &claimed.payload);
         let mut events = Vec::new();
         for (item, _) in &todo {
-            if let Some(event) = apply_own_effect(&tx, claimed, &item.user_id, now).await? {
+            if let Some(event) = apply_item_effect(&tx.txn, effect, &item.user_id, now).await? {
                 events.push(event);
             }
         }
@@ -473,19 +400,11 @@ impl Store {
             .ok_or_else(|| Error::TaskNotFound(task_id.to_owned()))?;
         let items = task_item::Entity::find()
             .filter(I::TaskId.eq(task_id.to_owned()))
-            .filter(I::Status.ne("pending"))
+            .filter(I::Status.ne(ItemStatus::Pending.as_str()))
             .order_by_asc(I::Position)
             .all(self.conn())
             .await?;
-        let mut result = Map::new();
-        for item in items {
-            result.insert(
-                item.user_id,
-                item.result
-                    .unwrap_or_else(|| json!({"status": item.status})),
-            );
-        }
-        to_task(row, result)
+        to_task(row, items.into_iter().map(item_result).collect())
     }
 
     /// The change counters of the given tasks (those that exist), in one query.
@@ -540,7 +459,7 @@ impl Store {
             .one(&tx.txn)
             .await?
             .ok_or_else(|| Error::TaskNotFound(task_id.to_owned()))?;
-        let status = TaskStatus::parse(&row.status).unwrap_or(TaskStatus::Failed);
+        let status = row.status.parse().unwrap_or(TaskStatus::Failed);
         if status.is_terminal() {
             return Err(Error::TaskFinished(task_id.to_owned()));
         }
@@ -586,172 +505,15 @@ impl Store {
     }
 }
 
-/// The state change a lifecycle request makes at once, and the row update it needs (if any).
-fn immediate_change(
-    kind: TaskKind,
-    delete: &DeleteOptions,
-    rename: Option<&String>,
-    row: user::Model,
-    now: Micros,
-) -> Result<(User, Option<user::ActiveModel>)> {
-    let id = row.id.clone();
-    let mut update = user::ActiveModel {
-        id: sea_orm::ActiveValue::Unchanged(id.clone()),
-        ..Default::default()
-    };
-    let mut user_after = User::from(row.clone());
-    let changed = match kind {
-        TaskKind::DeactivateUsers | TaskKind::ReactivateUsers if row.deleted_at.is_some() => {
-            return Err(Error::UserDeleted(id));
-        }
-        TaskKind::DeactivateUsers => {
-            if row.deactivated_at.is_none() {
-                update.deactivated_at = Set(Some(now));
-                user_after.deactivated_at = Some(now);
-                true
-            } else {
-                false
-            }
-        }
-        TaskKind::ReactivateUsers => {
-            let mut changed = false;
-            if row.deactivated_at.is_some() {
-                update.deactivated_at = Set(None);
-                user_after.deactivated_at = None;
-                changed = true;
-            }
-            if let Some(name) = rename.filter(|n| row.name.as_deref() != Some(n.as_str())) {
-                update.name = Set(Some(name.clone()));
-                user_after.fields.name = Some(name.clone());
-                changed = true;
-            }
-            changed
-        }
-        TaskKind::DeleteUsers => {
-            let mut changed = false;
-            if row.deleted_at.is_none() {
-                update.deleted_at = Set(Some(now));
-                user_after.deleted_at = Some(now);
-                changed = true;
-            }
-            if delete.user != UserDeletion::Soft && row.pruned_at.is_none() {
-                // Pruned and hard-deleted users can never be restored, from this moment on.
-                update.pruned_at = Set(Some(now));
-                user_after.pruned_at = Some(now);
-                changed = true;
-            }
-            changed
-        }
-        TaskKind::RestoreUsers => {
-            if row.deleted_at.is_none() {
-                return Err(Error::UserNotDeleted(id));
-            }
-            if row.pruned_at.is_some() {
-                return Err(Error::UserPruned(id));
-            }
-            update.deleted_at = Set(None);
-            user_after.deleted_at = None;
-            true
-        }
-    };
-    if changed {
-        update.updated_at = Set(now);
-        user_after.updated_at = now;
-        Ok((user_after, Some(update)))
-    } else {
-        Ok((user_after, None))
-    }
-}
-
-/// What a task item does to roster's own data (the state change itself happened at enqueue),
-/// and the feed event it makes, if it changed anything.
-async fn apply_own_effect(
-    tx: &WriteTx,
-    claimed: &Claimed,
-    user_id: &str,
-    now: Micros,
-) -> Result<Option<NewEvent>> {
-    if claimed.kind != TaskKind::DeleteUsers {
-        return Ok(None);
-    }
-    let TaskPayload::V1(payload) = &claimed.payload;
-    let mode = payload.delete.as_ref().map(|d| d.user).unwrap_or_default();
-    if mode == UserDeletion::Soft {
-        return Ok(None);
-    }
-    // Only the user this request marked is pruned or removed: the request set `pruned_at` at
-    // enqueue, and nothing clears it. A row without it is a user created with the id after an
-    // earlier hard delete freed it (soft-deleted since, perhaps), which a second, stale hard
-    // delete of the old user must leave alone. The row stays locked until the item commits.
-    let still_deleted = user::Entity::find_by_id(user_id.to_owned())
-        .lock_exclusive()
-        .one(&tx.txn)
-        .await?
-        .is_some_and(|row| row.deleted_at.is_some() && row.pruned_at.is_some());
-    if !still_deleted {
-        return Ok(None);
-    }
-    device::Entity::delete_many()
-        .filter(device::Column::UserId.eq(user_id.to_owned()))
-        .exec(&tx.txn)
-        .await?;
-    let blocks = match mode {
-        // The blocks the user made go; blocks of other users that name it stay (a pruned id is
-        // never reused, and those users chose to block it).
-        UserDeletion::Pruning => user_block::Column::UserId.eq(user_id.to_owned()),
-        // Everything roster holds about the user goes, the blocks that name it included: the id
-        // is free again, and a new user with it must not inherit them. (The foreign keys would
-        // cascade as well; this keeps the rule visible.)
-        _ => user_block::Column::UserId
-            .eq(user_id.to_owned())
-            .or(user_block::Column::BlockedUserId.eq(user_id.to_owned())),
-    };
-    user_block::Entity::delete_many()
-        .filter(blocks)
-        .exec(&tx.txn)
-        .await?;
-    if mode == UserDeletion::Hard {
-        user::Entity::delete_by_id(user_id.to_owned())
-            .exec(&tx.txn)
-            .await?;
-        return Ok(Some(NewEvent::gone(EventKind::UserHardDeleted, user_id)));
-    }
-    user::Entity::update_many()
-        .col_expr(U::Name, Expr::value(Option::<String>::None))
-        .col_expr(U::Image, Expr::value(Option::<String>::None))
-        .col_expr(U::Custom, Expr::value(json!({})))
-        .col_expr(U::Teams, Expr::value(json!([])))
-        .col_expr(U::TeamsRole, Expr::value(json!({})))
-        .col_expr(U::UpdatedAt, Expr::value(now))
-        .filter(U::Id.eq(user_id.to_owned()))
-        .exec(&tx.txn)
-        .await?;
-    // No devices and no blocks of its own any more: the row is the whole user.
-    let row = user::Entity::find_by_id(user_id.to_owned())
-        .one(&tx.txn)
-        .await?;
-    Ok(row.map(|row| NewEvent::user(EventKind::UserPruned, &User::from(row))))
-}
-
 /// The terminal status of a task whose items are all done: `completed`, or `failed` when any
 /// item ended in error.
 async fn complete(txn: &DatabaseTransaction, row: &task::Model, now: Micros) -> Result<()> {
     let errors = task_item::Entity::find()
         .filter(I::TaskId.eq(row.id.clone()))
-        .filter(I::Status.eq("error"))
+        .filter(I::Status.eq(ItemStatus::Error.as_str()))
         .count(txn)
         .await?;
-    let (status, error) = if errors == 0 {
-        (TaskStatus::Completed, None)
-    } else {
-        (
-            TaskStatus::Failed,
-            Some(TaskError {
-                kind: "ITEMS_FAILED".into(),
-                description: format!("{errors} of {} users failed; see result", row.total),
-            }),
-        )
-    };
+    let (status, error) = completion(errors, u32::try_from(row.total).unwrap_or_default());
     finish(txn, &row.id, status, error, now).await
 }
 
@@ -783,33 +545,6 @@ async fn finish(
     Ok(())
 }
 
-fn outcome_status(outcome: &ItemOutcome) -> &'static str {
-    match outcome {
-        ItemOutcome::Pending => "pending",
-        ItemOutcome::Ok(_) => "ok",
-        ItemOutcome::Error(..) => "error",
-    }
-}
-
-fn outcome_json(outcome: &ItemOutcome) -> Value {
-    let mut out = Map::new();
-    match outcome {
-        ItemOutcome::Pending => {
-            out.insert("status".into(), json!("pending"));
-        }
-        ItemOutcome::Ok(extra) => {
-            out.insert("status".into(), json!("ok"));
-            out.extend(extra.clone());
-        }
-        ItemOutcome::Error(message, extra) => {
-            out.insert("status".into(), json!("error"));
-            out.insert("error".into(), json!(message));
-            out.extend(extra.clone());
-        }
-    }
-    Value::Object(out)
-}
-
 /// The task as this transaction left it, as an update from `from_version` that finished the
 /// items in `results`.
 async fn update_since(
@@ -826,35 +561,4 @@ async fn update_since(
         from_version,
         task: to_task(row, results)?,
     })
-}
-
-fn to_task(row: task::Model, result: Map<String, Value>) -> Result<Task> {
-    Ok(Task {
-        kind: TaskKind::parse(&row.kind)
-            .ok_or_else(|| Error::Internal(format!("unknown task kind {}", row.kind)))?,
-        status: TaskStatus::parse(&row.status)
-            .ok_or_else(|| Error::Internal(format!("unknown task status {}", row.status)))?,
-        id: row.id,
-        created_at: row.created_at,
-        updated_at: row.updated_at,
-        started_at: row.started_at,
-        finished_at: row.finished_at,
-        done: u32::try_from(row.done).unwrap_or_default(),
-        total: u32::try_from(row.total).unwrap_or_default(),
-        result,
-        error: row.error_type.map(|kind| TaskError {
-            kind,
-            description: row.error_description.unwrap_or_default(),
-        }),
-        version: row.version,
-    })
-}
-
-fn count(n: usize) -> i32 {
-    i32::try_from(n).unwrap_or(i32::MAX)
-}
-
-/// A random task id (128 bits, hex).
-fn new_task_id() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
 }
