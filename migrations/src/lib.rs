@@ -6,6 +6,7 @@ mod m0001_users_and_roles;
 mod m0002_tasks;
 mod m0003_events;
 mod m0004_moderation;
+mod m0005_task_attempts;
 
 pub struct Migrator;
 
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0002_tasks::Migration),
             Box::new(m0003_events::Migration),
             Box::new(m0004_moderation::Migration),
+            Box::new(m0005_task_attempts::Migration),
         ]
     }
 }

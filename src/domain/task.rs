@@ -128,10 +128,71 @@ impl TaskKind {
 }
 
 /// A task's input. Payloads outlive deploys: a new shape is a new variant, old ones stay readable.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The variant's name is the stored payload's `type` (its version).
+#[derive(
+    Debug, Clone, PartialEq, Serialize, Deserialize, strum::IntoStaticStr, strum::EnumIter,
+)]
 #[serde(tag = "type")]
 pub enum TaskPayload {
     V1(LifecycleV1),
+}
+
+impl TaskPayload {
+    /// The payload versions this binary reads (the `type` of a stored payload).
+    pub fn versions() -> impl Iterator<Item = &'static str> {
+        use strum::IntoEnumIterator;
+        TaskPayload::iter().map(|p| p.version())
+    }
+
+    /// This payload's version, as stored in its `type`.
+    pub fn version(&self) -> &'static str {
+        self.into()
+    }
+}
+
+/// A task's kind as a task shows it: one this binary runs, or the stored name of one that only
+/// another roster binary knows (a newer one, during a rolling deploy). Tasks of an unknown kind
+/// are left for a binary that knows it, and stay listed.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum AnyTaskKind {
+    Known(TaskKind),
+    Unknown(String),
+}
+
+impl AnyTaskKind {
+    /// The kind a stored name names.
+    pub fn from_stored(name: &str) -> AnyTaskKind {
+        match name.parse() {
+            Ok(kind) => AnyTaskKind::Known(kind),
+            Err(_) => AnyTaskKind::Unknown(name.to_owned()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            AnyTaskKind::Known(kind) => kind.as_str(),
+            AnyTaskKind::Unknown(name) => name,
+        }
+    }
+
+    pub fn known(&self) -> Option<TaskKind> {
+        match self {
+            AnyTaskKind::Known(kind) => Some(*kind),
+            AnyTaskKind::Unknown(_) => None,
+        }
+    }
+}
+
+impl From<TaskKind> for AnyTaskKind {
+    fn from(kind: TaskKind) -> Self {
+        AnyTaskKind::Known(kind)
+    }
+}
+
+impl PartialEq<TaskKind> for AnyTaskKind {
+    fn eq(&self, other: &TaskKind) -> bool {
+        self.known() == Some(*other)
+    }
 }
 
 /// Options of a lifecycle task (those not relevant to its kind stay at their defaults).
@@ -232,7 +293,7 @@ impl ItemOutcome {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Task {
     pub id: String,
-    pub kind: TaskKind,
+    pub kind: AnyTaskKind,
     pub status: TaskStatus,
     pub created_at: Micros,
     pub updated_at: Micros,
@@ -279,6 +340,61 @@ pub struct TaskError {
     pub description: String,
 }
 
+/// Why roster ended a task `failed` (the `type` of its error). The strings are stored in
+/// `tasks.error_type` and shown on the wire.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    strum::Display,
+    strum::AsRefStr,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::EnumIter,
+)]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
+pub enum TaskErrorKind {
+    /// Every item ran; some failed (see the task's result).
+    ItemsFailed,
+    /// The task was claimed `MAX_TASK_ATTEMPTS` times in a row without making progress.
+    TooManyAttempts,
+    /// The task's payload is of a version this binary reads, yet does not decode.
+    UndecodablePayload,
+}
+
+impl TaskError {
+    pub fn new(kind: TaskErrorKind, description: impl Into<String>) -> TaskError {
+        TaskError {
+            kind: <&str>::from(kind).to_owned(),
+            description: description.into(),
+        }
+    }
+}
+
+/// Claims a task may take in a row without making progress (committing an item); at the next
+/// claim it ends `failed` (`TOO_MANY_ATTEMPTS`) instead of running again. A claim handed back on
+/// shutdown does not count.
+pub const MAX_TASK_ATTEMPTS: i32 = 5;
+
+/// A task whose claims keep ending without progress (a worker that crashes on it, say): how it
+/// ends, after `attempts` claims.
+pub fn too_many_attempts(attempts: i32) -> TaskError {
+    TaskError::new(
+        TaskErrorKind::TooManyAttempts,
+        format!("claimed {attempts} times in a row without finishing an item; given up"),
+    )
+}
+
+/// A task whose payload does not decode, for `why`.
+pub fn undecodable_payload(why: impl std::fmt::Display) -> TaskError {
+    TaskError::new(
+        TaskErrorKind::UndecodablePayload,
+        format!("the task's payload cannot be read: {why}"),
+    )
+}
+
 /// How a task whose items are all done ends: `completed`, or `failed` when any of its `total`
 /// items (`errors` of them) ended in error.
 pub fn completion(errors: u64, total: u32) -> (TaskStatus, Option<TaskError>) {
@@ -287,10 +403,10 @@ pub fn completion(errors: u64, total: u32) -> (TaskStatus, Option<TaskError>) {
     }
     (
         TaskStatus::Failed,
-        Some(TaskError {
-            kind: "ITEMS_FAILED".into(),
-            description: format!("{errors} of {total} users failed; see result"),
-        }),
+        Some(TaskError::new(
+            TaskErrorKind::ItemsFailed,
+            format!("{errors} of {total} users failed; see result"),
+        )),
     )
 }
 
@@ -344,6 +460,32 @@ mod tests {
         for item in ItemStatus::iter() {
             assert_eq!(item.as_str().parse(), Ok(item));
         }
+    }
+
+    #[test]
+    fn error_types_and_payload_versions_are_pinned() {
+        let kinds: Vec<&str> = TaskErrorKind::iter().map(<&str>::from).collect();
+        assert_eq!(
+            kinds,
+            ["ITEMS_FAILED", "TOO_MANY_ATTEMPTS", "UNDECODABLE_PAYLOAD"]
+        );
+        assert_eq!(TaskPayload::versions().collect::<Vec<_>>(), ["V1"]);
+        // The version strum names is the `type` serde stores.
+        for payload in TaskPayload::iter() {
+            let stored = serde_json::to_value(&payload).unwrap();
+            assert_eq!(stored["type"], payload.version());
+        }
+    }
+
+    #[test]
+    fn unknown_kinds_keep_their_stored_name() {
+        let known = AnyTaskKind::from_stored("delete_users");
+        assert_eq!(known, TaskKind::DeleteUsers);
+        assert_eq!(known.as_str(), "delete_users");
+        let other = AnyTaskKind::from_stored("export_users");
+        assert_eq!(other, AnyTaskKind::Unknown("export_users".into()));
+        assert_eq!(other.as_str(), "export_users");
+        assert_eq!(other.known(), None);
     }
 
     #[test]

@@ -13,6 +13,8 @@ mod roles;
 mod sql_text;
 mod task_queue;
 mod task_rows;
+#[cfg(test)]
+pub(crate) mod testing;
 mod tokens;
 mod user_reads;
 mod user_rows;
@@ -20,7 +22,7 @@ mod users;
 
 pub use events::FEED_WRITERS_LOCK;
 pub use moderation::BanPage;
-pub use task_queue::{Claimed, ItemCommit, PendingItem, TaskQueue};
+pub use task_queue::{Claim, Claimed, ItemCommit, PendingItem, TaskQueue};
 pub use user_reads::UserPage;
 pub use user_rows::{REPLACED_COLUMNS, select_user_by_id};
 

@@ -8,18 +8,19 @@ use sea_orm::{
 };
 use serde_json::{Map, Value};
 
-use super::Store;
 use super::entities::task::{self, Column as T};
 use super::entities::task_item::{self, Column as I};
 use super::events::{self, NewEvent};
 use super::lifecycle::apply_item_effect;
 use super::task_rows::{
-    active, count, item_result, new_item_rows, new_task_id, new_task_row, to_task,
+    active, count, decodable, decode, item_result, new_item_rows, new_task_id, new_task_row,
+    to_task,
 };
+use super::{Store, WriteTx};
 use crate::domain::effects::ItemEffect;
 use crate::domain::task::{
-    ItemOutcome, ItemStatus, NewTask, Task, TaskError, TaskKind, TaskPayload, TaskStatus,
-    TaskUpdate, completion,
+    ItemOutcome, ItemStatus, MAX_TASK_ATTEMPTS, NewTask, Task, TaskError, TaskKind, TaskPayload,
+    TaskStatus, TaskUpdate, completion, too_many_attempts, undecodable_payload,
 };
 use crate::domain::time::Micros;
 use crate::domain::user::User;
@@ -51,6 +52,18 @@ pub enum ItemCommit {
     /// Done, and the task is now `canceled`: a cancel was requested meanwhile, so the items after
     /// this chunk stay pending.
     Canceled,
+}
+
+/// What a claim found.
+#[derive(Debug, Clone)]
+pub enum Claim {
+    /// This process holds the task's lease now; the update is the claim, for watchers.
+    Claimed(Claimed, TaskUpdate),
+    /// The candidate ended without running (canceled, or failed as poison); the update says so,
+    /// for watchers.
+    Ended(TaskUpdate),
+    /// Nothing to run.
+    Nothing,
 }
 
 /// Unfinished work, for the queue gauges.
@@ -114,17 +127,20 @@ impl Store {
     /// Claims the oldest runnable task whose lease is free or expired: `FOR UPDATE SKIP LOCKED`
     /// picks a candidate without waiting on other claimers, and the guarded update makes the claim
     /// exclusive on both databases. With the claim comes the task as it is after it, for watchers.
-    pub async fn claim_task(
-        &self,
-        owner: &str,
-        lease_micros: i64,
-    ) -> Result<Option<(Claimed, TaskUpdate)>> {
+    ///
+    /// Only tasks of a kind and payload version this binary knows are candidates (see
+    /// `task_rows::decodable`); the others are never claimed here, and wait for a binary that
+    /// knows them. A candidate that ends instead of running comes back as `Claim::Ended`: one
+    /// whose cancel was requested (`canceled`), one claimed `MAX_TASK_ATTEMPTS` times in a row
+    /// without progress or whose payload does not decode after all (`failed`).
+    pub async fn claim_task(&self, owner: &str, lease_micros: i64) -> Result<Claim> {
         let tx = self.write().await?;
         let now = self.now();
         let candidate = task::Entity::find()
             .filter(T::Status.is_in(active()))
             .filter(T::LeaseExpiresAt.is_null().or(T::LeaseExpiresAt.lt(now)))
             .filter(T::NotBefore.is_null().or(T::NotBefore.lte(now)))
+            .filter(decodable(self.backend()))
             .order_by_asc(T::CreatedAt)
             .limit(1)
             .lock_with_behavior(
@@ -134,13 +150,25 @@ impl Store {
             .one(&tx.txn)
             .await?;
         let Some(row) = candidate else {
-            return Ok(None);
+            return Ok(Claim::Nothing);
         };
-        if row.cancel_requested {
-            finish(&tx.txn, &row.id, TaskStatus::Canceled, None, now).await?;
-            tx.commit().await?;
-            return Ok(None);
+        let ending = if row.cancel_requested {
+            Some((TaskStatus::Canceled, None))
+        } else if row.attempts >= MAX_TASK_ATTEMPTS {
+            Some((TaskStatus::Failed, Some(too_many_attempts(row.attempts))))
+        } else {
+            None
+        };
+        if let Some((status, error)) = ending {
+            return end_unclaimed(tx, &row, status, error, now).await;
         }
+        let (kind, payload) = match decode(&row) {
+            Ok(decoded) => decoded,
+            Err(why) => {
+                let error = Some(undecodable_payload(why));
+                return end_unclaimed(tx, &row, TaskStatus::Failed, error, now).await;
+            }
+        };
         let claimed = task::Entity::update_many()
             .col_expr(T::LeaseOwner, Expr::value(owner.to_owned()))
             .col_expr(T::LeaseExpiresAt, Expr::value(now + lease_micros))
@@ -154,24 +182,28 @@ impl Store {
             .exec(&tx.txn)
             .await?;
         if claimed.rows_affected != 1 {
-            return Ok(None);
+            return Ok(Claim::Nothing);
         }
         let update = update_since(&tx.txn, row.version, &row.id, Map::new()).await?;
         tx.commit().await?;
-        let kind: TaskKind = row
-            .kind
-            .parse()
-            .map_err(|_| Error::Internal(format!("unknown task kind {}", row.kind)))?;
-        let payload = serde_json::from_value(row.payload)
-            .map_err(|e| Error::Internal(format!("task payload: {e}")))?;
-        Ok(Some((
+        Ok(Claim::Claimed(
             Claimed {
                 id: row.id,
                 kind,
                 payload,
             },
             update,
-        )))
+        ))
+    }
+
+    /// Unfinished tasks this binary leaves for another: of a kind or payload version it does not
+    /// know.
+    pub async fn undecodable_tasks(&self) -> Result<u64> {
+        Ok(task::Entity::find()
+            .filter(T::Status.is_in(active()))
+            .filter(decodable(self.backend()).not())
+            .count(self.conn())
+            .await?)
     }
 
     pub async fn task_queue(&self) -> Result<TaskQueue> {
@@ -233,10 +265,14 @@ impl Store {
     }
 
     /// Gives the lease back (on shutdown), so the next process can take the task at once.
+    /// The claim does not count as an attempt (see `MAX_TASK_ATTEMPTS`): it was handed back, not
+    /// failed.
     pub async fn release_lease(&self, task_id: &str, owner: &str) -> Result<()> {
+        let handed_back = Expr::case(T::Attempts.gt(0), Expr::col(T::Attempts).sub(1)).finally(0);
         task::Entity::update_many()
             .col_expr(T::LeaseOwner, Expr::value(Option::<String>::None))
             .col_expr(T::LeaseExpiresAt, Expr::value(Option::<i64>::None))
+            .col_expr(T::Attempts, handed_back.into())
             .filter(T::Id.eq(task_id.to_owned()))
             .filter(T::LeaseOwner.eq(owner.to_owned()))
             .exec(self.conn())
@@ -345,6 +381,8 @@ impl Store {
         if !todo.is_empty() {
             task::Entity::update_many()
                 .col_expr(T::Done, Expr::col(T::Done).add(count(todo.len())))
+                // `attempts` counts the claims since the task last made progress.
+                .col_expr(T::Attempts, Expr::value(0))
                 .col_expr(T::Version, Expr::col(T::Version).add(1))
                 .col_expr(T::UpdatedAt, Expr::value(now))
                 .col_expr(T::Status, Expr::value(TaskStatus::Running.as_str()))
@@ -505,6 +543,20 @@ impl Store {
     }
 }
 
+/// Ends a candidate of `claim_task` without claiming it, and says so for watchers.
+async fn end_unclaimed(
+    tx: WriteTx,
+    row: &task::Model,
+    status: TaskStatus,
+    error: Option<TaskError>,
+    now: Micros,
+) -> Result<Claim> {
+    finish(&tx.txn, &row.id, status, error, now).await?;
+    let update = update_since(&tx.txn, row.version, &row.id, Map::new()).await?;
+    tx.commit().await?;
+    Ok(Claim::Ended(update))
+}
+
 /// The terminal status of a task whose items are all done: `completed`, or `failed` when any
 /// item ended in error.
 async fn complete(txn: &DatabaseTransaction, row: &task::Model, now: Micros) -> Result<()> {
@@ -561,4 +613,240 @@ async fn update_since(
         from_version,
         task: to_task(row, results)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use sea_orm::ActiveValue::Set;
+    use serde_json::json;
+
+    use super::*;
+    use crate::domain::event::Actor;
+    use crate::domain::task::{AnyTaskKind, LifecycleV1, TaskErrorKind};
+    use crate::domain::user::UserFields;
+    use crate::store::testing::on_every_store;
+
+    const LEASE: i64 = 60_000_000;
+    /// Longer than `LEASE`: the worker that held the lease is gone.
+    const LEASE_RUNS_OUT: Duration = Duration::from_secs(61);
+
+    async fn users(store: &Store, ids: &[&str]) {
+        let fields = ids.iter().map(|id| UserFields::with_id(*id)).collect();
+        store
+            .upsert_users(fields, &Actor::default())
+            .await
+            .expect("users");
+    }
+
+    fn deactivate(ids: &[&str]) -> NewTask {
+        NewTask {
+            kind: TaskKind::DeactivateUsers,
+            user_ids: ids.iter().map(|id| id.to_string()).collect(),
+            payload: TaskPayload::V1(LifecycleV1::default()),
+            request_id: None,
+        }
+    }
+
+    /// Stores a pending task for `u1` as another roster binary might have: of `kind`, with
+    /// `payload`.
+    async fn foreign_task(store: &Store, kind: &str, payload: Value) -> String {
+        let id = new_task_id();
+        let mut row = new_task_row(&id, &deactivate(&["u1"]), store.now()).expect("row");
+        row.kind = Set(kind.to_owned());
+        row.payload = Set(payload);
+        task::Entity::insert(row)
+            .exec_without_returning(store.conn())
+            .await
+            .expect("insert task");
+        task_item::Entity::insert_many(new_item_rows(&id, &["u1".to_owned()], store.now()))
+            .exec_without_returning(store.conn())
+            .await
+            .expect("insert items");
+        id
+    }
+
+    async fn row(store: &Store, id: &str) -> task::Model {
+        task::Entity::find_by_id(id.to_owned())
+            .one(store.conn())
+            .await
+            .expect("read task")
+            .expect("the task")
+    }
+
+    fn claimed(claim: Claim) -> Claimed {
+        match claim {
+            Claim::Claimed(claimed, update) => {
+                assert_eq!(update.task.status, TaskStatus::Running);
+                claimed
+            }
+            other => panic!("expected a claim, got {other:?}"),
+        }
+    }
+
+    fn ended(claim: Claim) -> TaskUpdate {
+        match claim {
+            Claim::Ended(update) => update,
+            other => panic!("expected the task to end, got {other:?}"),
+        }
+    }
+
+    /// A task of a kind or payload version this binary does not know is never claimed here (not
+    /// once, so never in a loop), is counted, and is listed like any other.
+    #[tokio::test]
+    async fn tasks_this_binary_cannot_decode_are_left_counted_and_listed() {
+        on_every_store(|store, clock| async move {
+            users(&store, &["u1"]).await;
+            let unknown_kind = foreign_task(&store, "export_users", json!({"type": "V1"})).await;
+            let new_version = foreign_task(
+                &store,
+                TaskKind::DeactivateUsers.as_str(),
+                json!({"type": "V2", "shape": "new"}),
+            )
+            .await;
+            clock.advance(Duration::from_millis(1));
+            let (known, _) = store
+                .enqueue_lifecycle(deactivate(&["u1"]))
+                .await
+                .expect("enqueue");
+            assert_eq!(store.undecodable_tasks().await.expect("count"), 2);
+
+            // The older tasks are passed by, however often the claim comes round.
+            for _ in 0..3 {
+                assert_eq!(
+                    claimed(store.claim_task("w1", LEASE).await.expect("claim")).id,
+                    known
+                );
+                clock.advance(LEASE_RUNS_OUT);
+            }
+            for id in [&unknown_kind, &new_version] {
+                let row = row(&store, id).await;
+                assert_eq!(row.status, TaskStatus::Pending.as_str(), "{id}");
+                assert_eq!((row.attempts, row.lease_owner), (0, None), "{id}");
+            }
+            assert_eq!(store.undecodable_tasks().await.expect("count"), 2);
+
+            let listed = store.list_tasks(None, None, 10, None).await.expect("list");
+            let mut ids: Vec<&str> = listed.iter().map(|t| t.id.as_str()).collect();
+            ids.sort_unstable();
+            let mut all = [known.as_str(), &unknown_kind, &new_version];
+            all.sort_unstable();
+            assert_eq!(ids, all);
+            let pending = store
+                .list_tasks(Some(TaskStatus::Pending), None, 10, None)
+                .await
+                .expect("list pending");
+            assert_eq!(pending.len(), 2);
+            let task = store.get_task(&unknown_kind).await.expect("get");
+            assert_eq!(task.kind, AnyTaskKind::Unknown("export_users".into()));
+            assert_eq!(task.kind.as_str(), "export_users");
+            assert_eq!(task.status, TaskStatus::Pending);
+        })
+        .await;
+    }
+
+    /// A task claimed `MAX_TASK_ATTEMPTS` times in a row without progress (its worker dies each
+    /// time) ends `failed` at the next claim, instead of running again.
+    #[tokio::test]
+    async fn a_task_that_never_progresses_ends_failed_after_its_attempts() {
+        on_every_store(|store, clock| async move {
+            users(&store, &["u1"]).await;
+            let (id, _) = store
+                .enqueue_lifecycle(deactivate(&["u1"]))
+                .await
+                .expect("enqueue");
+            for attempt in 1..=MAX_TASK_ATTEMPTS {
+                let claim = claimed(store.claim_task("w1", LEASE).await.expect("claim"));
+                assert_eq!(claim.id, id);
+                assert_eq!(row(&store, &id).await.attempts, attempt);
+                clock.advance(LEASE_RUNS_OUT);
+            }
+            let before = row(&store, &id).await.version;
+            let update = ended(store.claim_task("w1", LEASE).await.expect("claim"));
+            assert_eq!(update.from_version, before);
+            assert_eq!(update.task.id, id);
+            assert_eq!(update.task.status, TaskStatus::Failed);
+            let error = update.task.error.clone().expect("an error");
+            assert_eq!(error.kind, TaskErrorKind::TooManyAttempts.as_ref());
+            assert!(
+                error.description.contains("5 times"),
+                "{}",
+                error.description
+            );
+            assert!(update.task.finished_at.is_some());
+            assert_eq!(store.get_task(&id).await.expect("get"), update.task);
+            assert!(matches!(
+                store.claim_task("w1", LEASE).await.expect("claim"),
+                Claim::Nothing
+            ));
+        })
+        .await;
+    }
+
+    /// Attempts count the claims since the task last made progress, and a claim handed back on
+    /// shutdown is not one.
+    #[tokio::test]
+    async fn progress_and_hand_backs_do_not_use_up_attempts() {
+        on_every_store(|store, clock| async move {
+            users(&store, &["u1", "u2"]).await;
+            let (id, _) = store
+                .enqueue_lifecycle(deactivate(&["u1", "u2"]))
+                .await
+                .expect("enqueue");
+            let claim = claimed(store.claim_task("w1", LEASE).await.expect("claim"));
+            store.release_lease(&id, "w1").await.expect("release");
+            assert_eq!(row(&store, &id).await.attempts, 0);
+
+            let claim2 = claimed(store.claim_task("w2", LEASE).await.expect("claim"));
+            assert_eq!(claim2.id, claim.id);
+            assert_eq!(row(&store, &id).await.attempts, 1);
+            let mut items = store.pending_items(&id).await.expect("items");
+            let first = items.remove(0);
+            let (committed, update) = store
+                .commit_items(
+                    &claim2,
+                    "w2",
+                    &[(first, ItemOutcome::Ok(Map::new()))],
+                    false,
+                )
+                .await
+                .expect("commit");
+            assert_eq!(committed, ItemCommit::Done);
+            assert_eq!(update.expect("an update").task.done, 1);
+            assert_eq!(row(&store, &id).await.attempts, 0);
+            clock.advance(LEASE_RUNS_OUT);
+            claimed(store.claim_task("w3", LEASE).await.expect("claim"));
+            assert_eq!(row(&store, &id).await.attempts, 1);
+        })
+        .await;
+    }
+
+    /// A payload of a version this binary reads that still does not decode is not run, or left
+    /// pending for ever: the task ends `failed`, saying why.
+    #[tokio::test]
+    async fn a_payload_that_does_not_decode_ends_its_task_failed() {
+        on_every_store(|store, _clock| async move {
+            users(&store, &["u1"]).await;
+            let id = foreign_task(
+                &store,
+                TaskKind::DeleteUsers.as_str(),
+                json!({"type": "V1", "delete": {"user": "sideways"}}),
+            )
+            .await;
+            assert_eq!(store.undecodable_tasks().await.expect("count"), 0);
+            let update = ended(store.claim_task("w1", LEASE).await.expect("claim"));
+            assert_eq!(update.task.id, id);
+            assert_eq!(update.task.status, TaskStatus::Failed);
+            let error = update.task.error.expect("an error");
+            assert_eq!(error.kind, TaskErrorKind::UndecodablePayload.as_ref());
+            assert!(
+                error.description.contains("sideways"),
+                "{}",
+                error.description
+            );
+            assert_eq!(row(&store, &id).await.attempts, 0);
+        })
+        .await;
+    }
 }

@@ -1,17 +1,49 @@
 //! The shape of a task's rows: a new task and its items as rows, a task row (with the results of
 //! its finished items) as the domain's `Task`, and the statuses as stored. The queue's reads and
 //! writes live in `task_queue`.
-use sea_orm::ActiveValue::Set;
+use sea_orm::sea_query::{Condition, Expr, ExprTrait, SimpleExpr};
+use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseBackend};
 use serde_json::{Map, Value, json};
+use strum::IntoEnumIterator;
 
-use super::entities::{task, task_item};
-use crate::domain::task::{ItemStatus, NewTask, Task, TaskError, TaskStatus};
+use super::entities::task::{self, Column as T};
+use super::entities::task_item;
+use crate::domain::task::{
+    AnyTaskKind, ItemStatus, NewTask, Task, TaskError, TaskKind, TaskPayload, TaskStatus,
+};
 use crate::domain::time::Micros;
 use crate::error::{Error, Result};
 
 /// The unfinished statuses, as stored.
 pub(super) fn active() -> [&'static str; 3] {
     TaskStatus::ACTIVE.map(TaskStatus::as_str)
+}
+
+/// The `type` (version) of a stored payload; `''` when it has none.
+fn payload_version(backend: DatabaseBackend) -> SimpleExpr {
+    Expr::cust(match backend {
+        DatabaseBackend::Postgres => "COALESCE(payload ->> 'type', '')",
+        _ => "COALESCE(json_extract(payload, '$.type'), '')",
+    })
+}
+
+/// Tasks this binary can run: of a kind and a payload version it knows. The others are left
+/// for a binary that knows them (a newer one, during a rolling deploy).
+pub(super) fn decodable(backend: DatabaseBackend) -> Condition {
+    Condition::all()
+        .add(T::Kind.is_in(TaskKind::iter().map(TaskKind::as_str)))
+        .add(payload_version(backend).is_in(TaskPayload::versions()))
+}
+
+/// The kind and payload of a task row that `decodable` selected; an error says why its payload
+/// does not decode after all.
+pub(super) fn decode(row: &task::Model) -> Result<(TaskKind, TaskPayload), String> {
+    let kind = row
+        .kind
+        .parse()
+        .map_err(|_| format!("unknown task kind {:?}", row.kind))?;
+    let payload = serde_json::from_value(row.payload.clone()).map_err(|e| e.to_string())?;
+    Ok((kind, payload))
 }
 
 /// A random task id (128 bits, hex).
@@ -76,10 +108,7 @@ pub(super) fn item_result(item: task_item::Model) -> (String, Value) {
 /// The task of `row`, with `result` as the results of the items it reports.
 pub(super) fn to_task(row: task::Model, result: Map<String, Value>) -> Result<Task> {
     Ok(Task {
-        kind: row
-            .kind
-            .parse()
-            .map_err(|_| Error::Internal(format!("unknown task kind {}", row.kind)))?,
+        kind: AnyTaskKind::from_stored(&row.kind),
         status: row
             .status
             .parse()

@@ -221,7 +221,7 @@ mod tests {
     fn task(version: i64, done: u32, status: TaskStatus) -> Task {
         Task {
             id: "t1".into(),
-            kind: TaskKind::DeleteUsers,
+            kind: TaskKind::DeleteUsers.into(),
             status,
             created_at: 1,
             updated_at: 10 + version,

@@ -1,19 +1,21 @@
 //! Worker loops inside `roster serve`.
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde_json::Map;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::products::{ProductCall, Products, RetryPolicy};
 use crate::bus::Bus;
-use crate::telemetry::metrics::{PRODUCT_HOOK_FAILURES, TASK_DURATION, TASK_ITEM_DURATION};
+use crate::telemetry::metrics::{
+    PRODUCT_HOOK_FAILURES, TASK_DURATION, TASK_ITEM_DURATION, TASKS_UNDECODABLE,
+};
 use std::collections::BTreeMap;
 
 use crate::domain::task::{ItemOutcome, TaskPayload};
-use crate::store::{Claimed, ItemCommit, PendingItem, Store};
+use crate::store::{Claim, Claimed, ItemCommit, PendingItem, Store};
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -78,7 +80,39 @@ pub fn spawn_workers(
     for slot in 0..config.concurrency.max(1) {
         tasks.spawn(work_loop(worker.clone(), format!("{owner}-{slot}")));
     }
+    tasks.spawn(undecodable_loop(store.clone(), bus.clone()));
     tasks.spawn(purge_loop(store, config, bus));
+}
+
+/// How often the undecodable tasks are counted.
+const UNDECODABLE_EVERY: Duration = Duration::from_secs(5);
+
+/// Keeps `TASKS_UNDECODABLE` current, and says in the log when the number changes while there
+/// are any: a task that no running binary can claim waits until one that can is deployed.
+async fn undecodable_loop(store: Store, bus: Bus) {
+    let mut last = 0;
+    loop {
+        match store.undecodable_tasks().await {
+            Ok(count) => {
+                metrics::gauge!(TASKS_UNDECODABLE).set(count as f64);
+                if count != last && count > 0 {
+                    tracing::warn!(
+                        count,
+                        "unfinished tasks of a kind or payload version this binary does not know \
+                         are left for a binary that knows them"
+                    );
+                }
+                last = count;
+            }
+            Err(err) => {
+                tracing::warn!(error = %crate::error::Chain(&err), "counting undecodable tasks failed")
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(UNDECODABLE_EVERY) => {}
+            () = bus.shutting_down() => return,
+        }
+    }
 }
 
 async fn work_loop(worker: Worker, owner: String) {
@@ -88,11 +122,17 @@ async fn work_loop(worker: Worker, owner: String) {
     let lease = micros(config.lease);
     while !bus.is_shutting_down() {
         match store.claim_task(&owner, lease).await {
-            Ok(Some((claimed, update))) => {
+            Ok(Claim::Claimed(claimed, update)) => {
                 bus.task_updated(update);
                 run_task(&worker, &owner, claimed).await;
             }
-            Ok(None) => {
+            Ok(Claim::Ended(update)) => {
+                if let Some(error) = &update.task.error {
+                    tracing::warn!(task_id = %update.task.id, error = %error.kind, description = %error.description, "task ended without running");
+                }
+                bus.task_updated(update);
+            }
+            Ok(Claim::Nothing) => {
                 tokio::select! {
                     () = bus.wait_for_work() => {}
                     () = tokio::time::sleep(config.poll) => {}
@@ -115,7 +155,8 @@ async fn run_task(worker: &Worker, owner: &str, claimed: Claimed) {
     let Worker {
         store, config, bus, ..
     } = worker;
-    let lost = Arc::new(AtomicBool::new(false));
+    // Cancelled by the heartbeat when another worker has taken the lease over.
+    let lost = CancellationToken::new();
     let heartbeat = tokio::spawn(heartbeat(
         store.clone(),
         config.clone(),
@@ -173,7 +214,7 @@ async fn run_items(
     worker: &Worker,
     owner: &str,
     claimed: &Claimed,
-    lost: &AtomicBool,
+    lost: &CancellationToken,
 ) -> crate::error::Result<Finish> {
     let Worker {
         store, config, bus, ..
@@ -194,7 +235,7 @@ async fn run_items(
                 .await?
                 .unwrap_or(Finish::ShuttingDown));
         }
-        if lost.load(Ordering::Relaxed) {
+        if lost.is_cancelled() {
             return Ok(Finish::Stopped);
         }
         if !config.item_delay.is_zero() {
@@ -365,7 +406,7 @@ async fn heartbeat(
     config: WorkerConfig,
     owner: String,
     task_id: String,
-    lost: Arc<AtomicBool>,
+    lost: CancellationToken,
 ) {
     let lease = micros(config.lease);
     loop {
@@ -373,7 +414,7 @@ async fn heartbeat(
         match store.renew_lease(&task_id, &owner, lease).await {
             Ok(true) => {}
             Ok(false) => {
-                lost.store(true, Ordering::Relaxed);
+                lost.cancel();
                 return;
             }
             Err(err) => {
@@ -411,4 +452,103 @@ async fn purge_loop(store: Store, config: WorkerConfig, bus: Bus) {
 
 fn micros(d: Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+
+    use super::*;
+    use crate::domain::event::Actor;
+    use crate::domain::task::{
+        LifecycleV1, MAX_TASK_ATTEMPTS, NewTask, TaskErrorKind, TaskKind, TaskStatus,
+    };
+    use crate::domain::user::UserFields;
+    use crate::store::entities::task;
+    use crate::store::testing::on_every_store;
+    use crate::tasks::products::NoProducts;
+
+    async fn enqueue(store: &Store, kind: TaskKind) -> String {
+        store
+            .upsert_users(vec![UserFields::with_id("u1")], &Actor::default())
+            .await
+            .expect("user");
+        let new = NewTask {
+            kind,
+            user_ids: vec!["u1".into()],
+            payload: TaskPayload::V1(LifecycleV1::default()),
+            request_id: None,
+        };
+        store.enqueue_lifecycle(new).await.expect("enqueue").0
+    }
+
+    /// A task that has used up its attempts ends when a worker comes to claim it, and watchers
+    /// hear of it through the bus like of any other change.
+    #[tokio::test]
+    async fn watchers_see_a_task_that_used_up_its_attempts_end() {
+        on_every_store(|store, _clock| async move {
+            let id = enqueue(&store, TaskKind::DeactivateUsers).await;
+            task::Entity::update_many()
+                .col_expr(task::Column::Attempts, Expr::value(MAX_TASK_ATTEMPTS))
+                .filter(task::Column::Id.eq(id.clone()))
+                .exec(store.conn())
+                .await
+                .expect("attempts");
+            let bus = Bus::default();
+            let mut changes = bus.subscribe();
+            let worker = Worker {
+                store: store.clone(),
+                config: WorkerConfig::default(),
+                bus: bus.clone(),
+                products: Arc::new(NoProducts),
+            };
+            let looping = tokio::spawn(work_loop(worker, "w1".into()));
+            let changed = tokio::time::timeout(Duration::from_secs(10), changes.recv())
+                .await
+                .expect("a change within 10 s")
+                .expect("the bus is open");
+            assert_eq!(changed.task_id, id);
+            let task = &changed.update.as_ref().expect("the change itself").task;
+            assert_eq!(task.status, TaskStatus::Failed);
+            let kind = task.error.as_ref().map(|e| e.kind.as_str());
+            assert_eq!(kind, Some(TaskErrorKind::TooManyAttempts.as_ref()));
+            bus.shut_down();
+            looping.await.expect("the loop ends");
+        })
+        .await;
+    }
+
+    /// The gauge says how many unfinished tasks this binary leaves for another.
+    #[test]
+    fn undecodable_tasks_are_counted_in_a_gauge() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        metrics::with_local_recorder(&recorder, || {
+            runtime.block_on(on_every_store(|store, _clock| {
+                let handle = handle.clone();
+                async move {
+                    let id = enqueue(&store, TaskKind::DeactivateUsers).await;
+                    task::Entity::update_many()
+                        .col_expr(task::Column::Kind, Expr::value("export_users"))
+                        .filter(task::Column::Id.eq(id))
+                        .exec(store.conn())
+                        .await
+                        .expect("kind");
+                    let bus = Bus::default();
+                    // Shut down already: the loop counts once and returns.
+                    bus.shut_down();
+                    undecodable_loop(store, bus).await;
+                    let page = handle.render();
+                    assert!(
+                        page.lines().any(|l| l == format!("{TASKS_UNDECODABLE} 1")),
+                        "{page}"
+                    );
+                }
+            }))
+        });
+    }
 }

@@ -17,6 +17,9 @@ pub const RPC_SHED: &str = "roster_rpc_shed_total";
 pub const RPC_UNROUTED: &str = "roster_rpc_unrouted_total";
 pub const TASK_QUEUE_DEPTH: &str = "roster_task_queue_depth";
 pub const TASK_OLDEST_PENDING_AGE: &str = "roster_task_oldest_pending_age_seconds";
+/// Unfinished tasks this binary leaves for another, because it does not know their kind or
+/// payload version (see `Store::claim_task`).
+pub const TASKS_UNDECODABLE: &str = "roster_tasks_undecodable";
 pub const TASK_DURATION: &str = "roster_task_duration_seconds";
 pub const TASK_ITEM_DURATION: &str = "roster_task_item_duration_seconds";
 pub const PRODUCT_HOOK_FAILURES: &str = "roster_product_hook_failures_total";

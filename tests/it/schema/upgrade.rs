@@ -27,6 +27,8 @@ const DELETED: i64 = 1_600_000_500_000_000;
 /// 2100-01-01: still in the future whenever the test runs.
 const PUSH_DISABLED_UNTIL: i64 = 4_102_444_800_000_000;
 const TASK_ID: &str = "0b7f2d7e-5c1a-4e8e-9d2a-6f3c1e0a0001";
+/// An unfinished task that older binaries claimed many times (they counted every claim).
+const LONG_TASK_ID: &str = "0b7f2d7e-5c1a-4e8e-9d2a-6f3c1e0a0002";
 
 /// Rows an older roster left behind. Literals only (no bound parameters), so one text works on
 /// SQLite (JSON as text) and PostgreSQL (an untyped literal becomes `jsonb`).
@@ -78,6 +80,18 @@ fn old_rows(recent: i64) -> Vec<String> {
         format!(
             "INSERT INTO task_items (task_id, position, user_id, status, result, updated_at) \
              VALUES ('{TASK_ID}', 0, 'old-bare', 'ok', '{{\"status\": \"ok\"}}', {recent})"
+        ),
+        format!(
+            "INSERT INTO tasks (id, kind, status, request_id, payload, total, done, error_type, \
+             error_description, cancel_requested, lease_owner, lease_expires_at, not_before, \
+             attempts, version, created_at, updated_at, started_at, finished_at) VALUES \
+             ('{LONG_TASK_ID}', 'deactivate_users', 'running', NULL, '{{\"type\": \"V1\"}}', \
+             1, 0, NULL, NULL, false, NULL, NULL, NULL, 9, 12, {recent}, {recent}, {recent}, \
+             NULL)"
+        ),
+        format!(
+            "INSERT INTO task_items (task_id, position, user_id, status, result, updated_at) \
+             VALUES ('{LONG_TASK_ID}', 0, 'old-bare', 'pending', NULL, {recent})"
         ),
         format!(
             "INSERT INTO user_events (kind, user_id, actor, caller, created_by_id, at, snapshot, \
@@ -301,6 +315,11 @@ async fn rows_written_under_the_previous_schema_read_back_the_same_after_the_las
     assert_eq!(task.kind, "deactivate_users", "{}", brief(&task));
     assert_completed_ok(&task, &["old-bare".to_owned()]);
     assert_eq!(micros(&task.finished_at), recent, "finished_at");
+    // An unfinished task that older binaries claimed nine times (each claim counted) runs to its
+    // end: the count of claims without progress starts afresh with this schema.
+    let long = wait_finished(&srv.channel(), LONG_TASK_ID).await;
+    assert_eq!(long.status(), TaskStatus::Completed, "{}", brief(&long));
+    assert_completed_ok(&long, &["old-bare".to_owned()]);
     let events = srv.events(&[], 1).await;
     assert_eq!(
         events[0].kind,
