@@ -176,6 +176,13 @@ pub struct Config {
     /// Largest database connection pool.
     #[arg(long, env = "ROSTER_DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
     pub database_max_connections: u32,
+    /// Milliseconds a call waits for a pooled database connection before it answers UNAVAILABLE.
+    #[arg(
+        long,
+        env = "ROSTER_DATABASE_ACQUIRE_TIMEOUT_MS",
+        default_value_t = 2000
+    )]
+    pub database_acquire_timeout_ms: u64,
     /// Seconds to wait for in-flight calls after SIGTERM before exiting.
     #[arg(long, env = "ROSTER_SHUTDOWN_GRACE_SECONDS", default_value_t = 20)]
     pub shutdown_grace_seconds: u64,
@@ -482,6 +489,7 @@ impl Default for Config {
             listen: SocketAddr::from(([0, 0, 0, 0], 50051)),
             log_format: LogFormat::Pretty,
             database_max_connections: 16,
+            database_acquire_timeout_ms: 2000,
             shutdown_grace_seconds: 20,
             task_concurrency: 2,
             task_lease_seconds: 30,

@@ -5,6 +5,7 @@
 use std::{future::Future, sync::Arc, time::Duration};
 
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::app::App;
@@ -13,6 +14,7 @@ use crate::config::Config;
 use crate::grpc::product_client::ProductClients;
 use crate::grpc::server::{Health, MainPort};
 use crate::store::Store;
+use crate::store::health::Probe;
 use crate::tasks::{NoProducts, Products, spawn_workers};
 
 /// The ports `serve` answers on, bound by the caller: the binary binds the configured
@@ -131,9 +133,10 @@ pub async fn serve(
     };
     let connected = match ready {
         Ok(()) => {
-            Store::connect(
+            Store::connect_with(
                 config.database_url.expose(),
                 config.database_max_connections,
+                Duration::from_millis(config.database_acquire_timeout_ms),
             )
             .await
         }
@@ -151,6 +154,17 @@ pub async fn serve(
             return Err(err.into());
         }
     };
+    if config.database_url.expose().starts_with("postgres") {
+        tasks.spawn(watch_database(
+            Probe::new(
+                config.database_url.expose(),
+                PROBE_TIMEOUT,
+                store.db_status(),
+            ),
+            health.clone(),
+            stop.clone(),
+        ));
+    }
     tasks.spawn(crate::telemetry::metrics::sample(
         store.clone(),
         stop.clone(),
@@ -187,6 +201,34 @@ pub async fn serve(
         server.await??;
     }
     Ok(())
+}
+
+/// How often the database is asked whether it answers, and how long an answer may take.
+const PROBE_EVERY: Duration = Duration::from_millis(500);
+const PROBE_TIMEOUT: Duration = Duration::from_millis(1000);
+
+/// Follows whether the database answers (see `store::health`): while it does not, calls are
+/// refused at once and every port reports NOT_SERVING, so that load balancers and callers stop
+/// sending work here; once it answers again, SERVING.
+async fn watch_database(mut probe: Probe, health: Health, stop: CancellationToken) {
+    let mut up = true;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(PROBE_EVERY) => {}
+            () = stop.cancelled() => break,
+        }
+        let answered = probe.check().await;
+        if answered != up && !stop.is_cancelled() {
+            up = answered;
+            if up {
+                tracing::info!("the database answers again: serving");
+            } else {
+                tracing::warn!("the database does not answer: refusing calls until it does");
+            }
+            health.set_serving(up).await;
+        }
+    }
+    probe.close().await;
 }
 
 /// Refuses to serve unauthenticated beyond loopback unless told to; the listener's address.

@@ -13,7 +13,7 @@ impl App {
         user_id: &str,
         device: NewDevice,
     ) -> Result<Device> {
-        caller.require(Scope::UsersWrite)?;
+        self.admit(caller, Scope::UsersWrite)?;
         check_id("user_id", user_id)?;
         let device = self
             .store
@@ -24,7 +24,7 @@ impl App {
     }
 
     pub async fn list_devices(&self, caller: &Caller, user_id: &str) -> Result<Vec<Device>> {
-        caller.require(Scope::UsersRead)?;
+        self.admit(caller, Scope::UsersRead)?;
         check_id("user_id", user_id)?;
         self.store.list_devices(user_id).await
     }
@@ -35,7 +35,7 @@ impl App {
         user_id: &str,
         device_id: &str,
     ) -> Result<()> {
-        caller.require(Scope::UsersWrite)?;
+        self.admit(caller, Scope::UsersWrite)?;
         check_id("user_id", user_id)?;
         if let Some(problem) = device_id_problem(device_id) {
             return Err(Error::invalid("id", problem));

@@ -22,7 +22,7 @@ impl App {
         kinds: &[String],
         user_ids: Vec<String>,
     ) -> Result<EventStream> {
-        caller.require(Scope::EventsRead)?;
+        self.admit(caller, Scope::EventsRead)?;
         if after_sequence < 0 {
             return Err(Error::invalid("after_sequence", "must not be negative"));
         }

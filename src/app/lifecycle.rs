@@ -14,7 +14,7 @@ impl App {
         caller: &Caller,
         request: LifecycleRequest,
     ) -> Result<(String, Vec<User>)> {
-        caller.require(Scope::LifecycleWrite)?;
+        self.admit(caller, Scope::LifecycleWrite)?;
         let task = request.check(caller.name())?;
         let (task_id, users) = self.store.enqueue_lifecycle(task).await?;
         self.bus.work_added();

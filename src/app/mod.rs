@@ -9,6 +9,7 @@ use std::sync::Arc;
 use tokio_util::task::TaskTracker;
 
 use crate::bus::Bus;
+use crate::domain::access::{Caller, Scope};
 use crate::domain::presence::{AsOf, Presence};
 use crate::domain::token::UserTokens;
 use crate::store::Store;
@@ -60,6 +61,13 @@ impl App {
             watcher,
             background: background.clone(),
         }
+    }
+
+    /// What every use case checks first: the caller holds `scope`, and the database is not
+    /// known to be down (then the call is refused at once instead of waiting for a connection).
+    fn admit(&self, caller: &Caller, scope: Scope) -> crate::error::Result<()> {
+        caller.require(scope)?;
+        self.store.fail_fast()
     }
 
     /// The instant and presence rules an answer's users are shown with (a ban in force, online).

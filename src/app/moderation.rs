@@ -18,7 +18,7 @@ pub struct BlockOf {
 impl App {
     /// BanUser: the banned user. `banned_by_id` is also the feed's acting user.
     pub async fn ban_user(&self, caller: &Caller, request: BanRequest) -> Result<User> {
-        caller.require(Scope::ModerationWrite)?;
+        self.admit(caller, Scope::ModerationWrite)?;
         let actor = Actor::new(caller.name(), request.banned_by_id.clone());
         let user = self.store.ban_user(request, &actor).await?;
         self.bus.events_appended();
@@ -31,7 +31,7 @@ impl App {
         target_user_id: &str,
         created_by_id: Option<String>,
     ) -> Result<User> {
-        caller.require(Scope::ModerationWrite)?;
+        self.admit(caller, Scope::ModerationWrite)?;
         check_id("target_user_id", target_user_id)?;
         if let Some(id) = &created_by_id {
             check_id("created_by_id", id)?;
@@ -50,7 +50,7 @@ impl App {
         limit: u32,
         page_token: &str,
     ) -> Result<BanPage> {
-        caller.require(Scope::UsersRead)?;
+        self.admit(caller, Scope::UsersRead)?;
         let query = BanQuery::parse(exclude_expired, limit, page_token)?;
         self.store.query_banned_users(&query).await
     }
@@ -62,7 +62,7 @@ impl App {
         user_id: &str,
         blocked_user_id: &str,
     ) -> Result<BlockOf> {
-        caller.require(Scope::ModerationWrite)?;
+        self.admit(caller, Scope::ModerationWrite)?;
         check_block(user_id, blocked_user_id)?;
         let block = self
             .store
@@ -85,7 +85,7 @@ impl App {
         user_id: &str,
         blocked_user_id: &str,
     ) -> Result<()> {
-        caller.require(Scope::ModerationWrite)?;
+        self.admit(caller, Scope::ModerationWrite)?;
         check_block(user_id, blocked_user_id)?;
         self.store
             .unblock_user(user_id, blocked_user_id, &Actor::new(caller.name(), None))
@@ -96,7 +96,7 @@ impl App {
 
     /// GetBlockedUsers: the users `user_id` blocks, in the order the blocks were made.
     pub async fn blocked_users(&self, caller: &Caller, user_id: &str) -> Result<Vec<BlockOf>> {
-        caller.require(Scope::UsersRead)?;
+        self.admit(caller, Scope::UsersRead)?;
         check_id("user_id", user_id)?;
         let blocks = self.store.blocks_of(user_id).await?;
         let mut visible = self

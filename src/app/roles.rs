@@ -7,7 +7,7 @@ use crate::error::Result;
 
 impl App {
     pub async fn create_role(&self, caller: &Caller, name: &str) -> Result<Role> {
-        caller.require(Scope::RolesWrite)?;
+        self.admit(caller, Scope::RolesWrite)?;
         let role = self
             .store
             .create_role(name, &Actor::new(caller.name(), None))
@@ -17,12 +17,12 @@ impl App {
     }
 
     pub async fn list_roles(&self, caller: &Caller) -> Result<Vec<Role>> {
-        caller.require(Scope::UsersRead)?;
+        self.admit(caller, Scope::UsersRead)?;
         self.store.list_roles().await
     }
 
     pub async fn delete_role(&self, caller: &Caller, name: &str) -> Result<()> {
-        caller.require(Scope::RolesWrite)?;
+        self.admit(caller, Scope::RolesWrite)?;
         self.store
             .delete_role(name, &Actor::new(caller.name(), None))
             .await?;

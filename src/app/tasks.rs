@@ -26,7 +26,7 @@ struct After(Micros, String);
 
 impl App {
     pub async fn get_task(&self, caller: &Caller, task_id: &str) -> Result<Task> {
-        caller.require(Scope::TasksRead)?;
+        self.admit(caller, Scope::TasksRead)?;
         self.store.get_task(task_id).await
     }
 
@@ -40,7 +40,7 @@ impl App {
         limit: u32,
         page_token: &str,
     ) -> Result<TaskPage> {
-        caller.require(Scope::TasksRead)?;
+        self.admit(caller, Scope::TasksRead)?;
         let kind = match kind {
             "" => None,
             k => Some(
@@ -68,7 +68,7 @@ impl App {
 
     /// CancelTask: the task as it is after the cancel.
     pub async fn cancel_task(&self, caller: &Caller, task_id: &str) -> Result<Task> {
-        caller.require(Scope::LifecycleWrite)?;
+        self.admit(caller, Scope::LifecycleWrite)?;
         self.store.cancel_task(task_id).await?;
         self.bus.task_changed(task_id);
         self.store.get_task(task_id).await
@@ -76,7 +76,7 @@ impl App {
 
     /// WatchTask: the task now, then each change until it ends.
     pub async fn watch_task(&self, caller: &Caller, task_id: &str) -> Result<TaskStream> {
-        caller.require(Scope::TasksRead)?;
+        self.admit(caller, Scope::TasksRead)?;
         self.watcher.watch(task_id).await
     }
 }

@@ -24,7 +24,7 @@ impl App {
         user_id: &str,
         lifetime: Option<Duration>,
     ) -> Result<Issued> {
-        caller.require(Scope::TokensWrite)?;
+        self.admit(caller, Scope::TokensWrite)?;
         let tokens = self.user_tokens()?;
         check_id("user_id", user_id)?;
         let user = self.store.get_user(user_id, true).await?;
@@ -41,7 +41,7 @@ impl App {
 
     /// VerifyUserToken: the user the token proves, if that user may act; records the activity.
     pub async fn verify_user_token(&self, caller: &Caller, token: &str) -> Result<(User, Claims)> {
-        caller.require(Scope::UsersRead)?;
+        self.admit(caller, Scope::UsersRead)?;
         let tokens = self.user_tokens()?;
         let now = self.store.now();
         let claims = tokens.verify(token, now)?;
@@ -62,7 +62,7 @@ impl App {
         user_ids: &[String],
         before: Option<Micros>,
     ) -> Result<Vec<User>> {
-        caller.require(Scope::TokensWrite)?;
+        self.admit(caller, Scope::TokensWrite)?;
         check_ids(user_ids)?;
         let users = self
             .store

@@ -32,7 +32,7 @@ impl App {
     where
         I: ExactSizeIterator<Item = Result<(String, UserFields)>>,
     {
-        caller.require(Scope::UsersWrite)?;
+        self.admit(caller, Scope::UsersWrite)?;
         check_batch(users.len())?;
         let mut batch = Vec::with_capacity(users.len());
         for user in users {
@@ -61,7 +61,7 @@ impl App {
     where
         I: ExactSizeIterator<Item = Result<PartialUpdate>>,
     {
-        caller.require(Scope::UsersWrite)?;
+        self.admit(caller, Scope::UsersWrite)?;
         check_batch(updates.len())?;
         let mut batch = Vec::with_capacity(updates.len());
         for (i, update) in updates.enumerate() {
@@ -79,7 +79,7 @@ impl App {
 
     /// GetUser: one user; a deleted one only when asked for.
     pub async fn get_user(&self, caller: &Caller, id: &str, include_deleted: bool) -> Result<User> {
-        caller.require(Scope::UsersRead)?;
+        self.admit(caller, Scope::UsersRead)?;
         // No stored user has a malformed id (and PostgreSQL text cannot even hold NUL).
         check_id("id", id)?;
         self.store.get_user(id, include_deleted).await
@@ -87,7 +87,7 @@ impl App {
 
     /// QueryUsers: one page of the users a filter matches.
     pub async fn query_users(&self, caller: &Caller, request: &QueryRequest) -> Result<UserPage> {
-        caller.require(Scope::UsersRead)?;
+        self.admit(caller, Scope::UsersRead)?;
         let query = parse_query(
             request.filter.as_ref(),
             &request.sort,

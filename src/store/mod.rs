@@ -4,6 +4,7 @@ mod devices;
 pub mod entities;
 mod errors;
 pub(crate) mod events;
+pub mod health;
 mod lifecycle;
 mod moderation;
 pub mod query_sql;
@@ -62,6 +63,8 @@ pub struct Store {
     presence: Presence,
     /// GetUser's reads, coalesced under load (see `reads`).
     point_reads: Arc<reads::PointReads>,
+    /// Whether the database is known to be down (see `health`).
+    status: health::DbStatus,
 }
 
 /// A write transaction (plus, on SQLite, the writer slot it holds until commit or drop).
@@ -77,18 +80,31 @@ impl WriteTx {
     }
 }
 
+/// How long a call waits for a pooled connection unless configured otherwise.
+pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// How long a pooled connection may sit unused before it is pinged on its next checkout.
 const IDLE_BEFORE_PING: Duration = Duration::from_secs(5);
 
 impl Store {
     /// Connects (creating an SQLite file if the URL says `mode=rwc`). Does not migrate.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Store, DbErr> {
+        Self::connect_with(url, max_connections, DEFAULT_ACQUIRE_TIMEOUT).await
+    }
+
+    /// Like `connect`; a call waits at most `acquire_timeout` for a pooled connection, then
+    /// answers UNAVAILABLE.
+    pub async fn connect_with(
+        url: &str,
+        max_connections: u32,
+        acquire_timeout: Duration,
+    ) -> Result<Store, DbErr> {
         let mut options = ConnectOptions::new(url.to_owned());
         options
             .max_connections(max_connections.max(1))
             .min_connections(1)
             .connect_timeout(Duration::from_secs(5))
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(acquire_timeout)
             // A connection in steady use is not pinged before each statement (that was a second
             // round trip per statement); one idle for a while may have been dropped by the server
             // or a proxy, and is checked first.
@@ -116,6 +132,7 @@ impl Store {
             clock: Clock::default(),
             presence: Presence::default(),
             point_reads: Arc::default(),
+            status: health::DbStatus::default(),
         })
     }
 

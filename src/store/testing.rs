@@ -72,3 +72,28 @@ async fn open(url: &str, clock: &Clock) -> Store {
         .expect("connect")
         .with_clock(clock.clone())
 }
+
+/// Sets a task's attempt count, as if it had been claimed that many times without progress.
+pub(crate) async fn set_task_attempts(store: &Store, task_id: &str, attempts: i32) {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+    super::entities::task::Entity::update_many()
+        .col_expr(
+            super::entities::task::Column::Attempts,
+            Expr::value(attempts),
+        )
+        .filter(super::entities::task::Column::Id.eq(task_id.to_owned()))
+        .exec(store.conn())
+        .await
+        .expect("set attempts");
+}
+
+/// Sets a task's kind to `kind`, as a newer binary might have enqueued it.
+pub(crate) async fn set_task_kind(store: &Store, task_id: &str, kind: &str) {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+    super::entities::task::Entity::update_many()
+        .col_expr(super::entities::task::Column::Kind, Expr::value(kind))
+        .filter(super::entities::task::Column::Id.eq(task_id.to_owned()))
+        .exec(store.conn())
+        .await
+        .expect("set kind");
+}

@@ -456,16 +456,13 @@ fn micros(d: Duration) -> i64 {
 
 #[cfg(test)]
 mod tests {
-    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
-
     use super::*;
     use crate::domain::event::Actor;
     use crate::domain::task::{
         LifecycleV1, MAX_TASK_ATTEMPTS, NewTask, TaskErrorKind, TaskKind, TaskStatus,
     };
     use crate::domain::user::UserFields;
-    use crate::store::entities::task;
-    use crate::store::testing::on_every_store;
+    use crate::store::testing::{on_every_store, set_task_attempts, set_task_kind};
     use crate::tasks::products::NoProducts;
 
     async fn enqueue(store: &Store, kind: TaskKind) -> String {
@@ -488,12 +485,7 @@ mod tests {
     async fn watchers_see_a_task_that_used_up_its_attempts_end() {
         on_every_store(|store, _clock| async move {
             let id = enqueue(&store, TaskKind::DeactivateUsers).await;
-            task::Entity::update_many()
-                .col_expr(task::Column::Attempts, Expr::value(MAX_TASK_ATTEMPTS))
-                .filter(task::Column::Id.eq(id.clone()))
-                .exec(store.conn())
-                .await
-                .expect("attempts");
+            set_task_attempts(&store, &id, MAX_TASK_ATTEMPTS).await;
             let bus = Bus::default();
             let mut changes = bus.subscribe();
             let worker = Worker {
@@ -532,12 +524,7 @@ mod tests {
                 let handle = handle.clone();
                 async move {
                     let id = enqueue(&store, TaskKind::DeactivateUsers).await;
-                    task::Entity::update_many()
-                        .col_expr(task::Column::Kind, Expr::value("export_users"))
-                        .filter(task::Column::Id.eq(id))
-                        .exec(store.conn())
-                        .await
-                        .expect("kind");
+                    set_task_kind(&store, &id, "export_users").await;
                     let bus = Bus::default();
                     // Shut down already: the loop counts once and returns.
                     bus.shut_down();

@@ -1,8 +1,9 @@
 //! Database outage: the real binary runs on a private PostgreSQL cluster while 8 clients write
 //! batches and lifecycle tasks run; the cluster is stopped (`pg_ctl stop -m fast`, and in longer
 //! runs also `-m immediate`, a database crash) for several seconds and started again on the same
-//! port. roster answers UNAVAILABLE meanwhile (never
-//! INTERNAL or UNKNOWN), never exits, recovers without a restart, keeps every batch it
+//! port. roster answers UNAVAILABLE meanwhile (never INTERNAL or UNKNOWN): within the pool's
+//! acquire timeout at first, and within 100 ms once its probe finds the database down (health
+//! NOT_SERVING until it answers again). It never exits, recovers without a restart, keeps every batch it
 //! acknowledged, applies no batch in part, and finishes the tasks that were in flight.
 //!
 //! PostgreSQL only (it brings its own cluster, so one pass is enough): it runs when
@@ -32,6 +33,12 @@ const TASK_USERS: usize = 40;
 const RECOVERY_DEADLINE: Duration = Duration::from_secs(30);
 /// Bound on roster answering a call made while the database is down.
 const PROBE_DEADLINE: Duration = Duration::from_secs(40);
+/// Bound on the first answers during an outage: the pool's acquire timeout (2 s) plus margin.
+const ACQUIRE_BOUND: Duration = Duration::from_millis(3500);
+/// Bound on an answer once the database is known down (two calls made together).
+const FAIL_FAST: Duration = Duration::from_millis(100);
+/// Bound on health following the database down and up again (the probe asks every 0.5 s).
+const HEALTH_DEADLINE: Duration = Duration::from_secs(10);
 /// Bound on every task finishing after the last outage.
 const TASKS_DEADLINE: Duration = Duration::from_secs(90);
 
@@ -127,19 +134,42 @@ async fn a_database_outage_is_answered_with_unavailable_and_loses_no_acknowledge
             started.elapsed()
         );
 
-        // roster waits for a connection (up to its pool's acquire timeout) before it answers, so
-        // the database stays down until these calls made during the outage got their answer.
+        // Until roster's probe notices, a call waits for a connection at most the pool's acquire
+        // timeout (2 s by default) before it answers; the database stays down until these calls
+        // made during the outage got their answer.
         let minimum = tokio::time::sleep(scale.outage);
+        let asked = Instant::now();
         tokio::time::timeout(PROBE_DEADLINE, probe_during_outage(&ch))
             .await
             .unwrap_or_else(|_| {
                 panic!("calls during the outage got no answer within {PROBE_DEADLINE:?}")
             });
+        let first_answer = asked.elapsed();
+        assert!(
+            first_answer < ACQUIRE_BOUND,
+            "calls during the outage were answered after {first_answer:?}, beyond the acquire \
+             timeout"
+        );
+        // Once the probe finds the database down, health says so and calls fail fast.
+        let known_down = wait_health(&ch, ServingStatus::NotServing).await;
+        let fast = Instant::now();
+        probe_during_outage(&ch).await;
+        let fast = fast.elapsed();
+        assert!(
+            fast < FAIL_FAST,
+            "while the database is known down, calls are refused at once, not after {fast:?}"
+        );
+        eprintln!(
+            "outage {round}: first answers after {first_answer:?}, health NOT_SERVING {:?} after \
+             the stop, then answers in {fast:?}",
+            known_down - down
+        );
         minimum.await;
         assert_alive(&mut roster, "during the outage").await;
 
         tokio::task::block_in_place(|| cluster.start());
         let up = Instant::now();
+        wait_health(&ch, ServingStatus::Serving).await;
         let recovered = write_until_ok(&ch, &format!("probe-{round}")).await;
         eprintln!(
             "outage {round}: database down {:?}, first write OK {:?} after it was back",
@@ -271,6 +301,21 @@ async fn probe_during_outage(ch: &tonic::transport::Channel) {
     match submitted {
         Err(status) if status.code() == Code::Unavailable => {}
         other => panic!("DeleteUsers while the database is down: {other:?}"),
+    }
+}
+
+/// Waits until health reports `want`; when it did.
+async fn wait_health(ch: &tonic::transport::Channel, want: ServingStatus) -> Instant {
+    let deadline = Instant::now() + HEALTH_DEADLINE;
+    loop {
+        if health_status(ch).await == Ok(want) {
+            return Instant::now();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "health did not turn {want:?} within {HEALTH_DEADLINE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

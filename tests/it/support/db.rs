@@ -137,22 +137,32 @@ impl TestDb {
                     .then(|| format!("{wal} exists"))
             }
             Cleanup::Postgres { admin_url, name } => {
+                // A session whose client closed its socket ends a moment later (its backend
+                // process exits on its own time, slower on a busy machine); one the client
+                // keeps open stays. So the count must reach zero within a bound, not at once.
                 let mut options = ConnectOptions::new(admin_url.clone());
                 options.max_connections(1).sqlx_logging(false);
                 let conn = Database::connect(options)
                     .await
                     .unwrap_or_else(|e| panic!("connect to {admin_url}: {e}"));
-                let row = conn
-                    .query_one_raw(sea_orm::Statement::from_sql_and_values(
-                        sea_orm::DatabaseBackend::Postgres,
-                        "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = $1",
-                        [name.clone().into()],
-                    ))
-                    .await
-                    .expect("read pg_stat_activity")
-                    .expect("count(*) gives a row");
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+                let n = loop {
+                    let row = conn
+                        .query_one_raw(sea_orm::Statement::from_sql_and_values(
+                            sea_orm::DatabaseBackend::Postgres,
+                            "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = $1",
+                            [name.clone().into()],
+                        ))
+                        .await
+                        .expect("read pg_stat_activity")
+                        .expect("count(*) gives a row");
+                    let n: i64 = row.try_get("", "n").expect("count column");
+                    if n == 0 || std::time::Instant::now() >= deadline {
+                        break n;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                };
                 let _ = conn.close().await;
-                let n: i64 = row.try_get("", "n").expect("count column");
                 (n > 0).then(|| format!("{n} sessions on {name}"))
             }
         }

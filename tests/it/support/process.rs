@@ -36,7 +36,8 @@ pub struct ProcessLaunch {
     database_url: String,
     args: Vec<String>,
     env: Vec<(String, String)>,
-    health_listen: Option<SocketAddr>,
+    /// Whether the child also serves health alone on a port of its own.
+    health_port: bool,
 }
 
 impl ProcessLaunch {
@@ -54,22 +55,57 @@ impl ProcessLaunch {
 
     /// A plaintext health-only port (`--health-listen`) on a free loopback address.
     pub fn health_port(mut self) -> Self {
-        self.health_listen = Some(free_loopback_addr());
+        self.health_port = true;
         self
     }
 
     /// Spawns `roster serve` and waits until it reports SERVING on its main port.
+    ///
+    /// The ports are picked free and handed to the child, which binds them a moment later; in
+    /// between, anything else on the machine (a database client's ephemeral port, another test)
+    /// may take one. A child that exits for that reason is started again on other ports.
     pub async fn start(self) -> Process {
-        let ProcessLaunch {
-            label,
-            database_url,
-            args,
-            env,
-            health_listen,
-        } = self;
+        const ATTEMPTS: usize = 5;
+        for attempt in 1..=ATTEMPTS {
+            let mut this = self.spawn();
+            let channel = this.channel();
+            let deadline = Instant::now() + STARTUP_DEADLINE;
+            loop {
+                if let Some(status) = this.try_exit_status() {
+                    let log = this.log_tail();
+                    if log.contains("Address already in use") && attempt < ATTEMPTS {
+                        eprintln!(
+                            "roster {}: a port was taken before it could bind it; again on others",
+                            this.label
+                        );
+                        break;
+                    }
+                    panic!(
+                        "roster {} exited before SERVING ({status}); log:\n{log}",
+                        this.label
+                    );
+                }
+                if let Ok(ServingStatus::Serving) = health_status(&channel).await {
+                    return this;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "roster {} not SERVING within {STARTUP_DEADLINE:?}; log:\n{}",
+                    this.label,
+                    this.log_tail()
+                );
+                tokio::time::sleep(POLL).await;
+            }
+        }
+        unreachable!("every attempt either returns or panics")
+    }
+
+    /// One child on freshly picked ports.
+    fn spawn(&self) -> Process {
         let addr = free_loopback_addr();
+        let health_listen = self.health_port.then(free_loopback_addr);
         let log_dir = tempfile::tempdir().expect("tempdir for the child's log");
-        let log_path = log_dir.path().join(format!("{label}.log"));
+        let log_path = log_dir.path().join(format!("{}.log", self.label));
         let log = std::fs::File::create(&log_path).expect("create the child's log file");
         let mut command = Command::new(env!("CARGO_BIN_EXE_roster"));
         command
@@ -78,54 +114,33 @@ impl ProcessLaunch {
                 "--listen",
                 &addr.to_string(),
                 "--database-url",
-                &database_url,
+                &self.database_url,
             ])
             .args(["--metrics-listen", "127.0.0.1:0"]);
         if let Some(health) = health_listen {
             command.args(["--health-listen", &health.to_string()]);
         }
         command
-            .args(&args)
+            .args(&self.args)
             .env("ROSTER_LOG", "info")
             .env("NO_COLOR", "1")
             .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log));
-        for (key, value) in &env {
+        for (key, value) in &self.env {
             command.env(key, value);
         }
         let child = command
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {}: {e}", env!("CARGO_BIN_EXE_roster")));
-        let mut this = Process {
-            label,
+        Process {
+            label: self.label.clone(),
             child: Some(child),
             addr,
             health_addr: health_listen,
             log_path,
             _log_dir: log_dir,
-        };
-        let channel = this.channel();
-        let deadline = Instant::now() + STARTUP_DEADLINE;
-        loop {
-            if let Some(status) = this.try_exit_status() {
-                panic!(
-                    "roster {} exited before SERVING ({status}); log:\n{}",
-                    this.label,
-                    this.log_tail()
-                );
-            }
-            if let Ok(ServingStatus::Serving) = health_status(&channel).await {
-                return this;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "roster {} not SERVING within {STARTUP_DEADLINE:?}; log:\n{}",
-                this.label,
-                this.log_tail()
-            );
-            tokio::time::sleep(POLL).await;
         }
     }
 }
@@ -149,7 +164,7 @@ impl Process {
             database_url: database_url.to_owned(),
             args: Vec::new(),
             env: Vec::new(),
-            health_listen: None,
+            health_port: false,
         }
     }
 
