@@ -75,9 +75,56 @@ impl WriteTx {
 /// How long a pooled connection may sit unused before it is pinged on its next checkout.
 const IDLE_BEFORE_PING: Duration = Duration::from_secs(5);
 
+/// Named prepared statements each PostgreSQL connection keeps (sqlx's own default).
+pub const DEFAULT_STATEMENT_CACHE: usize = 100;
+
+/// PostgreSQL connection settings beyond the URL.
+///
+/// `statement_cache` 0 is the shape a pooler in transaction mode (PgBouncer before 1.21) can
+/// carry, where each transaction may run on another server connection:
+/// - No named prepared statement: every statement is parsed as the unnamed one (a named one would
+///   be missing, or already exist, on the next server connection).
+/// - Only the startup parameters PgBouncer tracks itself. It refuses the others (`unsupported
+///   startup parameter`) unless its `ignore_startup_parameters` lists them, and then drops them:
+///   - `extra_float_digits` (sqlx sends 2) is left out; it only shapes floats in text form, and
+///     roster reads results in binary form.
+///   - `options` (the `plan_cache_mode` below) is left out too, and not needed: an unnamed
+///     statement is parsed again for each execution and so always planned for its own values.
+fn postgres_options(
+    options: sea_orm::sqlx::postgres::PgConnectOptions,
+    statement_cache: usize,
+    custom_plans: bool,
+) -> sea_orm::sqlx::postgres::PgConnectOptions {
+    let options = options.statement_cache_capacity(statement_cache);
+    if statement_cache == 0 {
+        return options.extra_float_digits(None);
+    }
+    if custom_plans {
+        // Each execution of a prepared statement is planned for its own values. PostgreSQL
+        // otherwise settles on a generic plan after five executions and keeps it until the
+        // table's statistics are refreshed: a plan made while `users` was nearly empty (a
+        // sequential scan for `id IN (...)`) then stays while an import grows the table, and
+        // each batch gets slower than the last. Planning a statement costs far less than
+        // scanning a large table once.
+        options.options([("plan_cache_mode", "force_custom_plan")])
+    } else {
+        options
+    }
+}
+
 impl Store {
     /// Connects (creating an SQLite file if the URL says `mode=rwc`). Does not migrate.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Store, DbErr> {
+        Self::connect_with(url, max_connections, DEFAULT_STATEMENT_CACHE).await
+    }
+
+    /// [`Store::connect`] keeping at most `statement_cache` named prepared statements per
+    /// PostgreSQL connection (0: none, for a pooler in transaction mode).
+    pub async fn connect_with(
+        url: &str,
+        max_connections: u32,
+        statement_cache: usize,
+    ) -> Result<Store, DbErr> {
         let mut options = ConnectOptions::new(url.to_owned());
         options
             .max_connections(max_connections.max(1))
@@ -89,13 +136,7 @@ impl Store {
             // or a proxy, and is checked first.
             .test_before_acquire_if_idle_for(IDLE_BEFORE_PING)
             .sqlx_logging(false)
-            // Each execution of a prepared statement is planned for its own values. PostgreSQL
-            // otherwise settles on a generic plan after five executions and keeps it until the
-            // table's statistics are refreshed: a plan made while `users` was nearly empty (a
-            // sequential scan for `id IN (...)`) then stays while an import grows the table, and
-            // each batch gets slower than the last. Planning a statement costs far less than
-            // scanning a large table once.
-            .map_sqlx_postgres_opts(|o| o.options([("plan_cache_mode", "force_custom_plan")]))
+            .map_sqlx_postgres_opts(move |o| postgres_options(o, statement_cache, true))
             .map_sqlx_sqlite_opts(|o| {
                 o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
                     .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Full)
@@ -151,11 +192,17 @@ impl Store {
     /// exclusive transaction (SQLite's DDL is transactional). Fails if the database has
     /// migrations this binary does not know (a newer schema).
     pub async fn migrate(url: &str) -> Result<(), DbErr> {
+        Self::migrate_with(url, DEFAULT_STATEMENT_CACHE).await
+    }
+
+    /// [`Store::migrate`] with `statement_cache` as in [`Store::connect_with`].
+    pub async fn migrate_with(url: &str, statement_cache: usize) -> Result<(), DbErr> {
         let mut options = ConnectOptions::new(url.to_owned());
         options
             .max_connections(1)
             .min_connections(1)
             .sqlx_logging(false)
+            .map_sqlx_postgres_opts(move |o| postgres_options(o, statement_cache, false))
             // No journal-mode switch here: changing it needs the database to itself, which a
             // concurrent migrator's exclusive transaction would refuse. `connect` sets WAL.
             .map_sqlx_sqlite_opts(|o| o.busy_timeout(Duration::from_secs(30)));
@@ -195,11 +242,17 @@ impl Store {
     /// Succeeds when every migration this binary knows is applied (and none it does not know);
     /// a schema still behind is reported as a connection-level error so that callers retry.
     pub async fn check_schema(url: &str) -> Result<(), DbErr> {
+        Self::check_schema_with(url, DEFAULT_STATEMENT_CACHE).await
+    }
+
+    /// [`Store::check_schema`] with `statement_cache` as in [`Store::connect_with`].
+    pub async fn check_schema_with(url: &str, statement_cache: usize) -> Result<(), DbErr> {
         let mut options = ConnectOptions::new(url.to_owned());
         options
             .max_connections(1)
             .min_connections(1)
-            .sqlx_logging(false);
+            .sqlx_logging(false)
+            .map_sqlx_postgres_opts(move |o| postgres_options(o, statement_cache, false));
         let db = Database::connect(options).await?;
         refuse_newer_schema(&db).await?;
         let pending = Migrator::get_pending_migrations(&db).await;

@@ -80,7 +80,12 @@ impl ProcessLaunch {
                 "--database-url",
                 &database_url,
             ])
-            .args(["--metrics-listen", "127.0.0.1:0"]);
+            .args(["--metrics-listen", "127.0.0.1:0"])
+            // 0 through the pooler (no named prepared statements); roster's default otherwise.
+            .args([
+                "--database-statement-cache",
+                &crate::support::db::statement_cache_for(&database_url).to_string(),
+            ]);
         if let Some(health) = health_listen {
             command.args(["--health-listen", &health.to_string()]);
         }
