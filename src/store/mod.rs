@@ -1,5 +1,6 @@
 //! The data layer: the only module that speaks SQL (through SeaORM). It exposes functions on
 //! domain types; every write is one transaction.
+mod conn;
 mod devices;
 pub mod entities;
 mod errors;
@@ -49,6 +50,8 @@ pub struct PoolStatus {
 #[derive(Clone)]
 pub struct Store {
     db: DatabaseConnection,
+    /// `db` for statements outside a write transaction (see `conn`).
+    conn: conn::Conn,
     /// SQLite has one writer at a time; queueing writers here, in process, is cheaper than letting
     /// them spin on SQLITE_BUSY. `None` on PostgreSQL, where row locks do the job.
     sqlite_writer: Option<Arc<Mutex<()>>>,
@@ -144,9 +147,13 @@ impl Store {
                     .foreign_keys(true)
             });
         let db = Database::connect(options).await?;
-        let sqlite_writer = (db.get_database_backend() == DatabaseBackend::Sqlite)
-            .then(|| Arc::new(Mutex::new(())));
+        let backend = db.get_database_backend();
+        let sqlite_writer = (backend == DatabaseBackend::Sqlite).then(|| Arc::new(Mutex::new(())));
+        // Without named statements roster is behind a pooler in transaction mode (or may be):
+        // each lone statement then runs in a transaction of its own (see `conn`).
+        let pinned = backend == DatabaseBackend::Postgres && statement_cache == 0;
         Ok(Store {
+            conn: conn::Conn::new(db.clone(), pinned),
             db,
             sqlite_writer,
             clock: Clock::default(),
@@ -208,6 +215,23 @@ impl Store {
             .map_sqlx_sqlite_opts(|o| o.busy_timeout(Duration::from_secs(30)));
         let db = Database::connect(options).await?;
         let outcome = match db.get_database_backend() {
+            // Behind a pooler in transaction mode (no named statements), a session's advisory
+            // lock could be taken on one server connection and released on another, where it
+            // is not held. One transaction holds the lock (until it ends) and the migrations,
+            // all or nothing (PostgreSQL's DDL is transactional).
+            DatabaseBackend::Postgres if statement_cache == 0 => {
+                let txn = db.begin().await?;
+                txn.execute_raw(Statement::from_sql_and_values(
+                    DatabaseBackend::Postgres,
+                    "SELECT pg_advisory_xact_lock($1)",
+                    [MIGRATION_LOCK_KEY.into()],
+                ))
+                .await?;
+                match migrate_on(&txn).await {
+                    Ok(()) => txn.commit().await,
+                    Err(err) => Err(err),
+                }
+            }
             DatabaseBackend::Postgres => {
                 let lock = |sql: &str| {
                     Statement::from_sql_and_values(
@@ -254,14 +278,22 @@ impl Store {
             .sqlx_logging(false)
             .map_sqlx_postgres_opts(move |o| postgres_options(o, statement_cache, false));
         let db = Database::connect(options).await?;
-        refuse_newer_schema(&db).await?;
-        let pending = Migrator::get_pending_migrations(&db).await;
+        let pending =
+            if statement_cache == 0 && db.get_database_backend() == DatabaseBackend::Postgres {
+                // Behind a pooler in transaction mode, in a transaction (see `conn`).
+                let txn = db.begin().await?;
+                let pending = pending_migrations(&txn).await;
+                let _ = txn.rollback().await;
+                pending
+            } else {
+                pending_migrations(&db).await
+            };
         db.close().await?;
+        let pending = pending?;
         match pending {
-            Ok(pending) if pending.is_empty() => Ok(()),
+            Ok(0) => Ok(()),
             Ok(pending) => Err(DbErr::Conn(sea_orm::RuntimeErr::Internal(format!(
-                "waiting for {} migration(s) to be applied by `roster migrate`",
-                pending.len()
+                "waiting for {pending} migration(s) to be applied by `roster migrate`"
             )))),
             // No migration table yet: nothing applied so far.
             Err(_) => Err(DbErr::Conn(sea_orm::RuntimeErr::Internal(
@@ -315,8 +347,9 @@ impl Store {
         let _ = self.db.close().await;
     }
 
-    pub(crate) fn conn(&self) -> &DatabaseConnection {
-        &self.db
+    /// For statements outside a write transaction.
+    pub(crate) fn conn(&self) -> &conn::Conn {
+        &self.conn
     }
 
     /// Starts a write transaction: `BEGIN IMMEDIATE` on SQLite (so a read-modify-write cannot be
@@ -335,6 +368,17 @@ impl Store {
     }
 }
 
+/// The migrations not applied yet (`Ok(Err)` when there is no migration table at all), after
+/// refusing a newer schema.
+async fn pending_migrations<C>(db: &C) -> Result<Result<usize, DbErr>, DbErr>
+where
+    C: ConnectionTrait,
+    for<'c> &'c C: sea_orm::IntoDatabaseExecutor<'c>,
+{
+    refuse_newer_schema(db).await?;
+    Ok(Migrator::get_pending_migrations(db).await.map(|p| p.len()))
+}
+
 /// A binary must not run against a schema written by a newer roster: it would not know the
 /// columns and rules the newer schema carries.
 async fn migrate_on<C>(db: &C) -> Result<(), DbErr>
@@ -348,6 +392,21 @@ where
 
 async fn refuse_newer_schema(db: &impl ConnectionTrait) -> Result<(), DbErr> {
     let backend = db.get_database_backend();
+    // Asked first, so that a fresh database fails no statement: a failed one would end a
+    // surrounding transaction (the one a pooler in transaction mode needs, see `migrate_with`).
+    let exists = match backend {
+        DatabaseBackend::Postgres => {
+            "SELECT 1 AS x WHERE to_regclass('seaql_migrations') IS NOT NULL"
+        }
+        _ => "SELECT 1 AS x FROM sqlite_master WHERE type = 'table' AND name = 'seaql_migrations'",
+    };
+    if db
+        .query_one_raw(Statement::from_string(backend, exists))
+        .await?
+        .is_none()
+    {
+        return Ok(());
+    }
     let applied = match db
         .query_all_raw(Statement::from_string(
             backend,

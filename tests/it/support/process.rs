@@ -71,7 +71,8 @@ impl ProcessLaunch {
         let log_dir = tempfile::tempdir().expect("tempdir for the child's log");
         let log_path = log_dir.path().join(format!("{label}.log"));
         let log = std::fs::File::create(&log_path).expect("create the child's log file");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_roster"));
+        let binary = roster_binary();
+        let mut command = Command::new(&binary);
         command
             .arg("serve")
             .args([
@@ -102,7 +103,7 @@ impl ProcessLaunch {
         }
         let child = command
             .spawn()
-            .unwrap_or_else(|e| panic!("spawn {}: {e}", env!("CARGO_BIN_EXE_roster")));
+            .unwrap_or_else(|e| panic!("spawn {binary}: {e}"));
         let mut this = Process {
             label,
             child: Some(child),
@@ -251,4 +252,13 @@ impl Drop for Process {
             );
         }
     }
+}
+
+/// The binary to launch: the one cargo built beside this test, or `ROSTER_TEST_BIN` (a copy kept
+/// aside, where several checkouts share one target directory and rebuild its `roster`).
+fn roster_binary() -> String {
+    std::env::var("ROSTER_TEST_BIN")
+        .ok()
+        .filter(|path| !path.is_empty())
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_roster").to_owned())
 }
