@@ -115,6 +115,11 @@ pub struct DatabaseArgs {
     /// A file holding the database URL (instead of `--database-url`).
     #[arg(long, env = "ROSTER_DATABASE_URL_FILE")]
     pub database_url_file: Option<PathBuf>,
+    /// Named prepared statements kept per PostgreSQL connection. 0 keeps none: needed behind a
+    /// pooler in transaction mode such as PgBouncer before 1.21, where the next transaction may
+    /// run on another server connection. Ignored on SQLite.
+    #[arg(long, env = "ROSTER_DATABASE_STATEMENT_CACHE", default_value_t = crate::store::DEFAULT_STATEMENT_CACHE)]
+    pub database_statement_cache: usize,
     /// Log format.
     #[arg(long, env = "ROSTER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,
@@ -183,6 +188,11 @@ pub struct Config {
         default_value_t = 2000
     )]
     pub database_acquire_timeout_ms: u64,
+    /// Named prepared statements kept per PostgreSQL connection. 0 keeps none: needed behind a
+    /// pooler in transaction mode such as PgBouncer before 1.21, where the next transaction may
+    /// run on another server connection. Ignored on SQLite.
+    #[arg(long, env = "ROSTER_DATABASE_STATEMENT_CACHE", default_value_t = crate::store::DEFAULT_STATEMENT_CACHE)]
+    pub database_statement_cache: usize,
     /// Seconds to wait for in-flight calls after SIGTERM before exiting.
     #[arg(long, env = "ROSTER_SHUTDOWN_GRACE_SECONDS", default_value_t = 20)]
     pub shutdown_grace_seconds: u64,
@@ -490,6 +500,7 @@ impl Default for Config {
             log_format: LogFormat::Pretty,
             database_max_connections: 16,
             database_acquire_timeout_ms: 2000,
+            database_statement_cache: crate::store::DEFAULT_STATEMENT_CACHE,
             shutdown_grace_seconds: 20,
             task_concurrency: 2,
             task_lease_seconds: 30,

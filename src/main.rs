@@ -11,7 +11,11 @@ async fn main() -> anyhow::Result<()> {
         Some(Command::Migrate(mut args)) => {
             let _telemetry = roster::telemetry::init(args.log_format)?;
             args.resolve_files()?;
-            roster::store::Store::migrate(args.database_url.expose()).await?;
+            roster::store::Store::migrate_with(
+                args.database_url.expose(),
+                args.database_statement_cache,
+            )
+            .await?;
             tracing::info!("database migrated");
             Ok(())
         }

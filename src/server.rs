@@ -122,7 +122,11 @@ pub async fn serve(
         ));
     }
 
-    let migrated = prepare_schema(config.database_url.expose(), config.migrate_on_start);
+    let migrated = prepare_schema(
+        config.database_url.expose(),
+        config.migrate_on_start,
+        config.database_statement_cache,
+    );
     tokio::pin!(shutdown);
     let ready = tokio::select! {
         result = migrated => result,
@@ -137,6 +141,7 @@ pub async fn serve(
                 config.database_url.expose(),
                 config.database_max_connections,
                 Duration::from_millis(config.database_acquire_timeout_ms),
+                config.database_statement_cache,
             )
             .await
         }
@@ -267,13 +272,13 @@ async fn wind_down(bus: &Bus, tasks: &TaskTracker, grace: Duration, store: Optio
 /// Migrates (or, when migrations run elsewhere, waits until the schema is current), retrying
 /// while the database cannot be reached. Any other failure (such as a schema newer than this
 /// binary) is final.
-async fn prepare_schema(url: &str, migrate: bool) -> anyhow::Result<()> {
+async fn prepare_schema(url: &str, migrate: bool, statement_cache: usize) -> anyhow::Result<()> {
     let mut delay = Duration::from_millis(200);
     loop {
         let attempt = if migrate {
-            Store::migrate(url).await
+            Store::migrate_with(url, statement_cache).await
         } else {
-            Store::check_schema(url).await
+            Store::check_schema_with(url, statement_cache).await
         };
         match attempt {
             Ok(()) => return Ok(()),

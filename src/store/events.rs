@@ -164,7 +164,7 @@ impl Store {
         if self.backend() != DatabaseBackend::Postgres {
             return Ok(());
         }
-        let txn = sea_orm::TransactionTrait::begin(self.conn()).await?;
+        let txn = self.conn().begin().await?;
         txn.execute_raw(Statement::from_sql_and_values(
             DatabaseBackend::Postgres,
             "SELECT pg_advisory_xact_lock($1)",

@@ -1,5 +1,6 @@
 //! The data layer: the only module that speaks SQL (through SeaORM). It exposes functions on
 //! domain types; every write is one transaction.
+mod conn;
 mod devices;
 pub mod entities;
 mod errors;
@@ -55,6 +56,8 @@ pub struct PoolStatus {
 #[derive(Clone)]
 pub struct Store {
     db: DatabaseConnection,
+    /// `db` for statements outside a write transaction (see `conn`).
+    conn: conn::Conn,
     /// SQLite has one writer at a time; queueing writers here, in process, is cheaper than letting
     /// them spin on SQLITE_BUSY. `None` on PostgreSQL, where row locks do the job.
     sqlite_writer: Option<Arc<Mutex<()>>>,
@@ -86,18 +89,63 @@ pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a pooled connection may sit unused before it is pinged on its next checkout.
 const IDLE_BEFORE_PING: Duration = Duration::from_secs(5);
 
+/// Named prepared statements each PostgreSQL connection keeps (sqlx's own default).
+pub const DEFAULT_STATEMENT_CACHE: usize = 100;
+
+/// PostgreSQL connection settings beyond the URL.
+///
+/// `statement_cache` 0 is the shape a pooler in transaction mode (PgBouncer before 1.21) can
+/// carry, where each transaction may run on another server connection:
+/// - No named prepared statement: every statement is parsed as the unnamed one (a named one would
+///   be missing, or already exist, on the next server connection).
+/// - Only the startup parameters PgBouncer tracks itself. It refuses the others (`unsupported
+///   startup parameter`) unless its `ignore_startup_parameters` lists them, and then drops them:
+///   - `extra_float_digits` (sqlx sends 2) is left out; it only shapes floats in text form, and
+///     roster reads results in binary form.
+///   - `options` (the `plan_cache_mode` below) is left out too, and not needed: an unnamed
+///     statement is parsed again for each execution and so always planned for its own values.
+fn postgres_options(
+    options: sea_orm::sqlx::postgres::PgConnectOptions,
+    statement_cache: usize,
+    custom_plans: bool,
+) -> sea_orm::sqlx::postgres::PgConnectOptions {
+    let options = options.statement_cache_capacity(statement_cache);
+    if statement_cache == 0 {
+        return options.extra_float_digits(None);
+    }
+    if custom_plans {
+        // Each execution of a prepared statement is planned for its own values. PostgreSQL
+        // otherwise settles on a generic plan after five executions and keeps it until the
+        // table's statistics are refreshed: a plan made while `users` was nearly empty (a
+        // sequential scan for `id IN (...)`) then stays while an import grows the table, and
+        // each batch gets slower than the last. Planning a statement costs far less than
+        // scanning a large table once.
+        options.options([("plan_cache_mode", "force_custom_plan")])
+    } else {
+        options
+    }
+}
+
 impl Store {
     /// Connects (creating an SQLite file if the URL says `mode=rwc`). Does not migrate.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Store, DbErr> {
-        Self::connect_with(url, max_connections, DEFAULT_ACQUIRE_TIMEOUT).await
+        Self::connect_with(
+            url,
+            max_connections,
+            DEFAULT_ACQUIRE_TIMEOUT,
+            DEFAULT_STATEMENT_CACHE,
+        )
+        .await
     }
 
-    /// Like `connect`; a call waits at most `acquire_timeout` for a pooled connection, then
-    /// answers UNAVAILABLE.
+    /// Like `connect`: a call waits at most `acquire_timeout` for a pooled connection, then
+    /// answers UNAVAILABLE; each PostgreSQL connection keeps at most `statement_cache` named
+    /// prepared statements (0: none, for a pooler in transaction mode).
     pub async fn connect_with(
         url: &str,
         max_connections: u32,
         acquire_timeout: Duration,
+        statement_cache: usize,
     ) -> Result<Store, DbErr> {
         let mut options = ConnectOptions::new(url.to_owned());
         options
@@ -110,13 +158,7 @@ impl Store {
             // or a proxy, and is checked first.
             .test_before_acquire_if_idle_for(IDLE_BEFORE_PING)
             .sqlx_logging(false)
-            // Each execution of a prepared statement is planned for its own values. PostgreSQL
-            // otherwise settles on a generic plan after five executions and keeps it until the
-            // table's statistics are refreshed: a plan made while `users` was nearly empty (a
-            // sequential scan for `id IN (...)`) then stays while an import grows the table, and
-            // each batch gets slower than the last. Planning a statement costs far less than
-            // scanning a large table once.
-            .map_sqlx_postgres_opts(|o| o.options([("plan_cache_mode", "force_custom_plan")]))
+            .map_sqlx_postgres_opts(move |o| postgres_options(o, statement_cache, true))
             .map_sqlx_sqlite_opts(|o| {
                 o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
                     .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Full)
@@ -124,9 +166,13 @@ impl Store {
                     .foreign_keys(true)
             });
         let db = Database::connect(options).await?;
-        let sqlite_writer = (db.get_database_backend() == DatabaseBackend::Sqlite)
-            .then(|| Arc::new(Mutex::new(())));
+        let backend = db.get_database_backend();
+        let sqlite_writer = (backend == DatabaseBackend::Sqlite).then(|| Arc::new(Mutex::new(())));
+        // Without named statements roster is behind a pooler in transaction mode (or may be):
+        // each lone statement then runs in a transaction of its own (see `conn`).
+        let pinned = backend == DatabaseBackend::Postgres && statement_cache == 0;
         Ok(Store {
+            conn: conn::Conn::new(db.clone(), pinned),
             db,
             sqlite_writer,
             clock: Clock::default(),
@@ -173,16 +219,39 @@ impl Store {
     /// exclusive transaction (SQLite's DDL is transactional). Fails if the database has
     /// migrations this binary does not know (a newer schema).
     pub async fn migrate(url: &str) -> Result<(), DbErr> {
+        Self::migrate_with(url, DEFAULT_STATEMENT_CACHE).await
+    }
+
+    /// [`Store::migrate`] with `statement_cache` as in [`Store::connect_with`].
+    pub async fn migrate_with(url: &str, statement_cache: usize) -> Result<(), DbErr> {
         let mut options = ConnectOptions::new(url.to_owned());
         options
             .max_connections(1)
             .min_connections(1)
             .sqlx_logging(false)
+            .map_sqlx_postgres_opts(move |o| postgres_options(o, statement_cache, false))
             // No journal-mode switch here: changing it needs the database to itself, which a
             // concurrent migrator's exclusive transaction would refuse. `connect` sets WAL.
             .map_sqlx_sqlite_opts(|o| o.busy_timeout(Duration::from_secs(30)));
         let db = Database::connect(options).await?;
         let outcome = match db.get_database_backend() {
+            // Behind a pooler in transaction mode (no named statements), a session's advisory
+            // lock could be taken on one server connection and released on another, where it
+            // is not held. One transaction holds the lock (until it ends) and the migrations,
+            // all or nothing (PostgreSQL's DDL is transactional).
+            DatabaseBackend::Postgres if statement_cache == 0 => {
+                let txn = db.begin().await?;
+                txn.execute_raw(Statement::from_sql_and_values(
+                    DatabaseBackend::Postgres,
+                    "SELECT pg_advisory_xact_lock($1)",
+                    [MIGRATION_LOCK_KEY.into()],
+                ))
+                .await?;
+                match migrate_on(&txn).await {
+                    Ok(()) => txn.commit().await,
+                    Err(err) => Err(err),
+                }
+            }
             DatabaseBackend::Postgres => {
                 let lock = |sql: &str| {
                     Statement::from_sql_and_values(
@@ -217,20 +286,34 @@ impl Store {
     /// Succeeds when every migration this binary knows is applied (and none it does not know);
     /// a schema still behind is reported as a connection-level error so that callers retry.
     pub async fn check_schema(url: &str) -> Result<(), DbErr> {
+        Self::check_schema_with(url, DEFAULT_STATEMENT_CACHE).await
+    }
+
+    /// [`Store::check_schema`] with `statement_cache` as in [`Store::connect_with`].
+    pub async fn check_schema_with(url: &str, statement_cache: usize) -> Result<(), DbErr> {
         let mut options = ConnectOptions::new(url.to_owned());
         options
             .max_connections(1)
             .min_connections(1)
-            .sqlx_logging(false);
+            .sqlx_logging(false)
+            .map_sqlx_postgres_opts(move |o| postgres_options(o, statement_cache, false));
         let db = Database::connect(options).await?;
-        refuse_newer_schema(&db).await?;
-        let pending = Migrator::get_pending_migrations(&db).await;
+        let pending =
+            if statement_cache == 0 && db.get_database_backend() == DatabaseBackend::Postgres {
+                // Behind a pooler in transaction mode, in a transaction (see `conn`).
+                let txn = db.begin().await?;
+                let pending = pending_migrations(&txn).await;
+                let _ = txn.rollback().await;
+                pending
+            } else {
+                pending_migrations(&db).await
+            };
         db.close().await?;
+        let pending = pending?;
         match pending {
-            Ok(pending) if pending.is_empty() => Ok(()),
+            Ok(0) => Ok(()),
             Ok(pending) => Err(DbErr::Conn(sea_orm::RuntimeErr::Internal(format!(
-                "waiting for {} migration(s) to be applied by `roster migrate`",
-                pending.len()
+                "waiting for {pending} migration(s) to be applied by `roster migrate`"
             )))),
             // No migration table yet: nothing applied so far.
             Err(_) => Err(DbErr::Conn(sea_orm::RuntimeErr::Internal(
@@ -284,8 +367,9 @@ impl Store {
         let _ = self.db.close().await;
     }
 
-    pub(crate) fn conn(&self) -> &DatabaseConnection {
-        &self.db
+    /// For statements outside a write transaction.
+    pub(crate) fn conn(&self) -> &conn::Conn {
+        &self.conn
     }
 
     /// Starts a write transaction: `BEGIN IMMEDIATE` on SQLite (so a read-modify-write cannot be
@@ -304,6 +388,17 @@ impl Store {
     }
 }
 
+/// The migrations not applied yet (`Ok(Err)` when there is no migration table at all), after
+/// refusing a newer schema.
+async fn pending_migrations<C>(db: &C) -> Result<Result<usize, DbErr>, DbErr>
+where
+    C: ConnectionTrait,
+    for<'c> &'c C: sea_orm::IntoDatabaseExecutor<'c>,
+{
+    refuse_newer_schema(db).await?;
+    Ok(Migrator::get_pending_migrations(db).await.map(|p| p.len()))
+}
+
 /// A binary must not run against a schema written by a newer roster: it would not know the
 /// columns and rules the newer schema carries.
 async fn migrate_on<C>(db: &C) -> Result<(), DbErr>
@@ -317,6 +412,21 @@ where
 
 async fn refuse_newer_schema(db: &impl ConnectionTrait) -> Result<(), DbErr> {
     let backend = db.get_database_backend();
+    // Asked first, so that a fresh database fails no statement: a failed one would end a
+    // surrounding transaction (the one a pooler in transaction mode needs, see `migrate_with`).
+    let exists = match backend {
+        DatabaseBackend::Postgres => {
+            "SELECT 1 AS x WHERE to_regclass('seaql_migrations') IS NOT NULL"
+        }
+        _ => "SELECT 1 AS x FROM sqlite_master WHERE type = 'table' AND name = 'seaql_migrations'",
+    };
+    if db
+        .query_one_raw(Statement::from_string(backend, exists))
+        .await?
+        .is_none()
+    {
+        return Ok(());
+    }
     let applied = match db
         .query_all_raw(Statement::from_string(
             backend,

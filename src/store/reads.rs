@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use sea_orm::DatabaseConnection;
+use super::conn::Conn;
 use tokio::sync::oneshot;
 
 use super::user_rows::{USERS_BY_ID_PADDED, users_by_id};
@@ -43,11 +43,7 @@ struct Queue {
 
 impl PointReads {
     /// The user with this id, deleted or not; `None` when there is no such row.
-    pub(crate) async fn read(
-        self: &Arc<Self>,
-        db: &DatabaseConnection,
-        id: &str,
-    ) -> Result<Option<User>> {
+    pub(crate) async fn read(self: &Arc<Self>, db: &Conn, id: &str) -> Result<Option<User>> {
         if let Some(slot) = self.take_idle_slot(db) {
             // Nothing on the way and nobody waiting: this read's statement goes out from the
             // caller's own task. A spawned sender would cost a task and a wakeup of another
@@ -77,7 +73,7 @@ impl PointReads {
 
     /// Sends statements for whatever is waiting until nothing is; the queue's lock makes sure
     /// that a read queued while this returns is seen by this sender or starts another.
-    async fn send_until_empty(self: Arc<Self>, db: DatabaseConnection) {
+    async fn send_until_empty(self: Arc<Self>, db: Conn) {
         loop {
             let batch: Vec<(String, Answer)> = {
                 let mut queue = self.queue();
@@ -108,7 +104,7 @@ impl PointReads {
     }
 
     /// The sending slot, when no statement is on the way and no read waits.
-    fn take_idle_slot(self: &Arc<Self>, db: &DatabaseConnection) -> Option<Slot> {
+    fn take_idle_slot(self: &Arc<Self>, db: &Conn) -> Option<Slot> {
         let mut queue = self.queue();
         (queue.in_flight < MAX_IN_FLIGHT && queue.waiting.is_empty()).then(|| {
             queue.in_flight += 1;
@@ -138,7 +134,7 @@ impl PointReads {
 /// that statement, or is freed when there are none.
 struct Slot {
     reads: Arc<PointReads>,
-    db: DatabaseConnection,
+    db: Conn,
 }
 
 impl Drop for Slot {
@@ -161,7 +157,7 @@ impl Drop for Slot {
 
 /// One statement for the batch; every waiter gets its user, its `None`, or the error. Returns the
 /// error when it says the database is unavailable.
-async fn answer(db: DatabaseConnection, batch: Vec<(String, Answer)>) -> Option<Error> {
+async fn answer(db: Conn, batch: Vec<(String, Answer)>) -> Option<Error> {
     let mut askers: HashMap<String, Vec<Answer>> = HashMap::with_capacity(batch.len());
     for (id, answer) in batch {
         askers.entry(id).or_default().push(answer);
@@ -199,7 +195,7 @@ fn shared(error: &Error) -> Error {
 }
 
 /// The users with these ids, deleted or not, by id.
-async fn read_many(db: &DatabaseConnection, ids: Vec<String>) -> Result<HashMap<String, User>> {
+async fn read_many(db: &Conn, ids: Vec<String>) -> Result<HashMap<String, User>> {
     let users = users_by_id(db, ids).await?;
     Ok(users
         .into_iter()
@@ -314,6 +310,7 @@ mod tests {
         let db = sea_orm::Database::connect(options)
             .await
             .expect("lazy pool");
+        let db = Conn::new(db, false);
         let reads = Arc::new(PointReads::default());
         reads.queue().in_flight = MAX_IN_FLIGHT;
         let mut asked = tokio::task::JoinSet::new();

@@ -3,9 +3,17 @@
 //! test may stop and start, raw connections for what the API cannot construct, and the one way a
 //! test says it cannot run here (`skip_unless_postgres`, `skip`).
 //!
-//! Backend: `ROSTER_TEST_DB` = `sqlite` (default) or `postgres`. For PostgreSQL the admin URL comes
-//! from `ROSTER_TEST_PG_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`); each test
-//! creates its own `roster_test_*` database and drops it when the test ends, pass or fail.
+//! Backend: `ROSTER_TEST_DB` = `sqlite` (default), `postgres` or `pgbouncer`. For PostgreSQL the
+//! admin URL comes from `ROSTER_TEST_PG_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`);
+//! each test creates its own `roster_test_*` database and drops it when the test ends, pass or
+//! fail.
+//!
+//! `pgbouncer`: the same, but roster connects through a pooler in transaction mode at
+//! `ROSTER_TEST_PG_POOLER_URL` (e.g. `postgres://postgres@127.0.0.1:6432/postgres`; its database
+//! part is replaced per test, so the pooler must map any database name to the server, PgBouncer's
+//! `* = host=127.0.0.1 port=5432`). Databases are still created and dropped on the server
+//! directly, and [`raw_db`] goes there too; roster runs with `--database-statement-cache 0`
+//! (see [`statement_cache_for`]). `.ci/run` starts such a PgBouncer.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -20,19 +28,79 @@ const DEFAULT_PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres"
 pub enum Backend {
     Sqlite,
     Postgres,
+    /// PostgreSQL, with roster behind a pooler in transaction mode.
+    PgBouncer,
 }
 
 pub fn backend() -> Backend {
     match std::env::var("ROSTER_TEST_DB").as_deref() {
         Err(_) | Ok("") | Ok("sqlite") => Backend::Sqlite,
         Ok("postgres") | Ok("postgresql") => Backend::Postgres,
-        Ok(other) => panic!("ROSTER_TEST_DB must be `sqlite` or `postgres`, not {other:?}"),
+        Ok("pgbouncer") => {
+            assert!(
+                pooler_url().is_some(),
+                "ROSTER_TEST_DB=pgbouncer needs ROSTER_TEST_PG_POOLER_URL (a PgBouncer in \
+                 transaction mode in front of ROSTER_TEST_PG_URL's server; `.ci/run` starts one)"
+            );
+            Backend::PgBouncer
+        }
+        Ok(other) => {
+            panic!("ROSTER_TEST_DB must be `sqlite`, `postgres` or `pgbouncer`, not {other:?}")
+        }
     }
 }
 
-/// True when the integration suite runs against PostgreSQL.
+/// True when the integration suite runs against PostgreSQL (directly or through the pooler).
 pub fn on_postgres() -> bool {
-    backend() == Backend::Postgres
+    matches!(backend(), Backend::Postgres | Backend::PgBouncer)
+}
+
+/// `ROSTER_TEST_PG_POOLER_URL`: a pooler in transaction mode in front of the PostgreSQL server.
+pub fn pooler_url() -> Option<String> {
+    std::env::var("ROSTER_TEST_PG_POOLER_URL")
+        .ok()
+        .filter(|url| !url.is_empty())
+}
+
+fn pg_admin_url() -> String {
+    std::env::var("ROSTER_TEST_PG_URL")
+        .ok()
+        .filter(|url| !url.is_empty())
+        .unwrap_or_else(|| DEFAULT_PG_ADMIN_URL.to_owned())
+}
+
+/// `scheme://user@host:port` of a URL: what tells the pooler's URLs from the server's.
+fn authority(url: &str) -> &str {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let end = url[start..]
+        .find(['/', '?'])
+        .map_or(url.len(), |i| start + i);
+    &url[..end]
+}
+
+/// Whether roster reaches `url` through the pooler.
+pub fn is_pooled_url(url: &str) -> bool {
+    pooler_url().is_some_and(|pooler| authority(&pooler) == authority(url))
+}
+
+/// The `--database-statement-cache` roster needs for `url`: 0 through the pooler (no named
+/// prepared statements), roster's default otherwise.
+pub fn statement_cache_for(url: &str) -> usize {
+    if is_pooled_url(url) {
+        0
+    } else {
+        roster::store::DEFAULT_STATEMENT_CACHE
+    }
+}
+
+/// The same database on the server itself, for a URL through the pooler (others unchanged).
+pub fn direct_url(url: &str) -> String {
+    if !is_pooled_url(url) {
+        return url.to_owned();
+    }
+    let base = url.split('?').next().unwrap_or(url);
+    let name = base[authority(base).len()..].trim_start_matches('/');
+    with_database(&pg_admin_url(), name)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -98,21 +166,28 @@ impl TestDb {
                     _cleanup: Cleanup::Sqlite(dir),
                 }
             }
-            Backend::Postgres => {
-                let admin_url = std::env::var("ROSTER_TEST_PG_URL")
-                    .ok()
-                    .filter(|url| !url.is_empty())
-                    .unwrap_or_else(|| DEFAULT_PG_ADMIN_URL.to_owned());
-                let name = unique_database_name();
-                admin_execute(&admin_url, &format!("CREATE DATABASE \"{name}\""))
-                    .await
-                    .unwrap_or_else(|e| panic!("CREATE DATABASE {name} via {admin_url}: {e}"));
-                let url = with_database(&admin_url, &name);
-                TestDb {
-                    url,
-                    _cleanup: Cleanup::Postgres { admin_url, name },
-                }
-            }
+            Backend::Postgres => Self::create_postgres(None).await,
+            Backend::PgBouncer => Self::create_postgres(pooler_url()).await,
+        }
+    }
+
+    /// A fresh PostgreSQL database that roster reaches through the pooler, whatever
+    /// `ROSTER_TEST_DB` says; `None` without `ROSTER_TEST_PG_POOLER_URL`.
+    pub async fn create_pooled() -> Option<Self> {
+        Some(Self::create_postgres(Some(pooler_url()?)).await)
+    }
+
+    /// Created on the server (admin URL); roster's URL goes through `pooler` when given.
+    async fn create_postgres(pooler: Option<String>) -> Self {
+        let admin_url = pg_admin_url();
+        let name = unique_database_name();
+        admin_execute(&admin_url, &format!("CREATE DATABASE \"{name}\""))
+            .await
+            .unwrap_or_else(|e| panic!("CREATE DATABASE {name} via {admin_url}: {e}"));
+        let url = with_database(pooler.as_deref().unwrap_or(&admin_url), &name);
+        TestDb {
+            url,
+            _cleanup: Cleanup::Postgres { admin_url, name },
         }
     }
 
@@ -231,9 +306,10 @@ fn drop_pg_database(admin_url: String, name: String) {
 // ---------------------------------------------------------------------------------------------
 // Raw database access
 
-/// A connection of our own to the test database (not through roster).
+/// A connection of our own to the test database (not through roster, nor the pooler).
 pub async fn raw_db(url: &str) -> DatabaseConnection {
-    let mut options = ConnectOptions::new(url.to_owned());
+    let url = direct_url(url);
+    let mut options = ConnectOptions::new(url.clone());
     options
         .max_connections(2)
         .min_connections(1)

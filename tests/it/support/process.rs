@@ -107,7 +107,8 @@ impl ProcessLaunch {
         let log_dir = tempfile::tempdir().expect("tempdir for the child's log");
         let log_path = log_dir.path().join(format!("{}.log", self.label));
         let log = std::fs::File::create(&log_path).expect("create the child's log file");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_roster"));
+        let binary = roster_binary();
+        let mut command = Command::new(&binary);
         command
             .arg("serve")
             .args([
@@ -116,7 +117,12 @@ impl ProcessLaunch {
                 "--database-url",
                 &self.database_url,
             ])
-            .args(["--metrics-listen", "127.0.0.1:0"]);
+            .args(["--metrics-listen", "127.0.0.1:0"])
+            // 0 through the pooler (no named prepared statements); roster's default otherwise.
+            .args([
+                "--database-statement-cache",
+                &crate::support::db::statement_cache_for(&self.database_url).to_string(),
+            ]);
         if let Some(health) = health_listen {
             command.args(["--health-listen", &health.to_string()]);
         }
@@ -133,7 +139,7 @@ impl ProcessLaunch {
         }
         let child = command
             .spawn()
-            .unwrap_or_else(|e| panic!("spawn {}: {e}", env!("CARGO_BIN_EXE_roster")));
+            .unwrap_or_else(|e| panic!("spawn {binary}: {e}"));
         Process {
             label: self.label.clone(),
             child: Some(child),
@@ -261,4 +267,13 @@ impl Drop for Process {
             );
         }
     }
+}
+
+/// The binary to launch: the one cargo built beside this test, or `ROSTER_TEST_BIN` (a copy kept
+/// aside, where several checkouts share one target directory and rebuild its `roster`).
+fn roster_binary() -> String {
+    std::env::var("ROSTER_TEST_BIN")
+        .ok()
+        .filter(|path| !path.is_empty())
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_roster").to_owned())
 }

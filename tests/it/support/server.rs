@@ -162,6 +162,7 @@ impl<'a> Launch<'a> {
         .expect("listener address");
         let mut config = roster::Config {
             database_url: db.url().into(),
+            database_statement_cache: crate::support::db::statement_cache_for(db.url()),
             listen: addr,
             ..roster::Config::default()
         };

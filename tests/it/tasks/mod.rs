@@ -1,5 +1,7 @@
-//! Lifecycle tasks: the TaskService calls, crash recovery, and two replicas sharing the work.
+//! Lifecycle tasks: the TaskService calls, crash recovery, and two or three replicas sharing the
+//! work.
 
 mod basic;
 mod crash;
 mod replicas;
+mod three_replicas;
