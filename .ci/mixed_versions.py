@@ -121,7 +121,7 @@ def main() -> int:
     ap.add_argument("--old-target", type=Path, default=WORK / "old-target")
     ap.add_argument("--pg-url", default=os.environ.get(
         "ROSTER_TEST_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres"))
-    ap.add_argument("--rounds", type=int, default=6)
+    ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--skip-build", action="store_true", help="use the binaries already built")
     args = ap.parse_args()
 

@@ -118,7 +118,7 @@ pub struct DatabaseArgs {
     /// Named prepared statements kept per PostgreSQL connection. 0 keeps none: needed behind a
     /// pooler in transaction mode such as PgBouncer before 1.21, where the next transaction may
     /// run on another server connection. Ignored on SQLite.
-    #[arg(long, env = "ROSTER_DATABASE_STATEMENT_CACHE", default_value_t = crate::store::DEFAULT_STATEMENT_CACHE)]
+    #[arg(long, env = "ROSTER_DATABASE_STATEMENT_CACHE", default_value_t = DEFAULT_STATEMENT_CACHE)]
     pub database_statement_cache: usize,
     /// Log format.
     #[arg(long, env = "ROSTER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
@@ -165,6 +165,10 @@ pub struct HealthcheckArgs {
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://roster.db?mode=rwc";
 
+/// Named prepared statements per PostgreSQL connection unless `--database-statement-cache` says
+/// otherwise: the database driver's own default, as the store's `DEFAULT_STATEMENT_CACHE`.
+pub const DEFAULT_STATEMENT_CACHE: usize = 100;
+
 /// Everything `roster serve` needs.
 #[derive(Debug, Clone, Args)]
 pub struct Config {
@@ -191,7 +195,7 @@ pub struct Config {
     /// Named prepared statements kept per PostgreSQL connection. 0 keeps none: needed behind a
     /// pooler in transaction mode such as PgBouncer before 1.21, where the next transaction may
     /// run on another server connection. Ignored on SQLite.
-    #[arg(long, env = "ROSTER_DATABASE_STATEMENT_CACHE", default_value_t = crate::store::DEFAULT_STATEMENT_CACHE)]
+    #[arg(long, env = "ROSTER_DATABASE_STATEMENT_CACHE", default_value_t = DEFAULT_STATEMENT_CACHE)]
     pub database_statement_cache: usize,
     /// Seconds to wait for in-flight calls after SIGTERM before exiting.
     #[arg(long, env = "ROSTER_SHUTDOWN_GRACE_SECONDS", default_value_t = 20)]
@@ -500,7 +504,7 @@ impl Default for Config {
             log_format: LogFormat::Pretty,
             database_max_connections: 16,
             database_acquire_timeout_ms: 2000,
-            database_statement_cache: crate::store::DEFAULT_STATEMENT_CACHE,
+            database_statement_cache: DEFAULT_STATEMENT_CACHE,
             shutdown_grace_seconds: 20,
             task_concurrency: 2,
             task_lease_seconds: 30,

@@ -163,6 +163,7 @@ pub async fn serve(
         tasks.spawn(watch_database(
             Probe::new(
                 config.database_url.expose(),
+                config.database_statement_cache,
                 PROBE_TIMEOUT,
                 store.db_status(),
             ),

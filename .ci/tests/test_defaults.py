@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
-from helpers import env_map, port_of
+from helpers import CHART, env_map, port_of
 
 
 def test_the_binary_prints_its_defaults(binary_defaults):
@@ -52,3 +53,24 @@ def test_image_healthcheck_asks_the_default_port(dockerfile, binary_defaults):
     addr = next((a for a in cmd if "://" in a), None)
     if addr:  # without --addr, roster healthcheck's own default: test_healthcheck_asks_the_default_listen_port
         assert port_of(addr) == binary_defaults.grpc_port, f"HEALTHCHECK asks port {port_of(addr)}"
+
+
+
+def test_statement_cache_default_is_the_binary_default(binary_defaults):
+    """The chart's database.statementCache is `roster serve`'s own default, and `roster migrate`
+    (the migration Job) reads the same variable with the same default."""
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    serve = binary_defaults.default("serve", "ROSTER_DATABASE_STATEMENT_CACHE")
+    assert str(values["database"]["statementCache"]) == serve
+    assert binary_defaults.default("migrate", "ROSTER_DATABASE_STATEMENT_CACHE") == serve
+
+
+@pytest.mark.parametrize("name", ["default", "production"])
+def test_statement_cache_reaches_the_server_and_the_migration_job(render, name):
+    """Behind PgBouncer both need 0: one value sets both."""
+    r = render(name)
+    server = env_map(r.server_container())["ROSTER_DATABASE_STATEMENT_CACHE"]["value"]
+    job = r.migration_job()
+    assert job is not None, "no migration Job"
+    (c,) = job["spec"]["template"]["spec"]["containers"]
+    assert env_map(c)["ROSTER_DATABASE_STATEMENT_CACHE"]["value"] == server

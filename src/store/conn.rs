@@ -39,7 +39,7 @@ impl Conn {
     }
 }
 
-/// Runs `run` on the pool, or, when pinned, in a transaction of its own.
+/// Runs `run` in a transaction of its own (committed: a write outside `Store::write` stays).
 async fn one_statement<T, F>(conn: &Conn, run: F) -> Result<T, DbErr>
 where
     F: for<'c> FnOnce(&'c DatabaseTransaction) -> Boxed<'c, T>,

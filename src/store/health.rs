@@ -51,16 +51,21 @@ impl Store {
 /// Asks the database whether it answers, on one connection of its own.
 pub struct Probe {
     url: String,
+    /// As the pool's (0 behind a pooler in transaction mode, which refuses some startup
+    /// parameters): the probe must be able to connect wherever the pool can.
+    statement_cache: usize,
     timeout: Duration,
     conn: Option<DatabaseConnection>,
     status: DbStatus,
 }
 
 impl Probe {
-    /// A probe of the database at `url` that sets `status`; each ask gives up after `timeout`.
-    pub fn new(url: &str, timeout: Duration, status: DbStatus) -> Self {
+    /// A probe of the database at `url`, connecting as the pool does (`statement_cache`), that
+    /// sets `status`; each ask gives up after `timeout`.
+    pub fn new(url: &str, statement_cache: usize, timeout: Duration, status: DbStatus) -> Self {
         Probe {
             url: url.to_owned(),
+            statement_cache,
             timeout,
             conn: None,
             status,
@@ -89,6 +94,10 @@ impl Probe {
                 .connect_timeout(self.timeout)
                 .acquire_timeout(self.timeout)
                 .sqlx_logging(false);
+            let statement_cache = self.statement_cache;
+            options.map_sqlx_postgres_opts(move |o| {
+                super::postgres_options(o, statement_cache, false)
+            });
             self.conn = Database::connect(options).await.ok();
         }
         match &self.conn {
@@ -119,13 +128,14 @@ mod tests {
         // A database that is not there: no server listens on port 9 of loopback.
         let mut probe = Probe::new(
             "postgres://nobody@127.0.0.1:9/none",
+            0,
             Duration::from_millis(500),
             store.db_status(),
         );
         assert!(!probe.check().await, "nothing answers on port 9");
         assert!(matches!(store.fail_fast(), Err(Error::Unavailable(_))));
 
-        let mut probe = Probe::new(&url, Duration::from_secs(5), store.db_status());
+        let mut probe = Probe::new(&url, 100, Duration::from_secs(5), store.db_status());
         assert!(probe.check().await, "the SQLite file answers");
         assert!(
             store.fail_fast().is_ok(),
