@@ -118,9 +118,10 @@ pub enum TokenRefusal {
     /// Not a JWT, not HS256, or not signed with any API secret; nothing more is said.
     #[error("invalid token")]
     Invalid,
-    /// Well signed, but its time claims refuse it now; the caller is known, so it may be told why.
-    #[error("{0}")]
-    Time(&'static str),
+    /// Well signed, but its time claims refuse it now; the caller is known, so it may be told why
+    /// (and a door may give an expired token its own code).
+    #[error("{}", .0.describe())]
+    Time(TimeProblem),
 }
 
 /// Verifies server tokens against the configured API secrets (several, for rotation).
@@ -185,7 +186,7 @@ impl ServerKeys {
             .and_then(|times| times.check(self.clock.now(), self.leeway))
             .map_err(|problem| match problem {
                 TimeProblem::Malformed(_) => TokenRefusal::Invalid,
-                _ => TokenRefusal::Time(problem.describe()),
+                problem => TokenRefusal::Time(problem),
             })?;
         Ok(Caller::from_claims(&claims))
     }

@@ -40,7 +40,8 @@ pub struct ProcessLaunch {
 }
 
 impl ProcessLaunch {
-    /// Extra command-line arguments after `serve --listen .. --database-url .. --metrics-listen ..`.
+    /// Extra command-line arguments after `serve --listen .. --database-url .. --metrics-listen ..
+    /// --http-listen ..`.
     pub fn args(mut self, args: &[&str]) -> Self {
         self.args.extend(args.iter().map(|a| (*a).to_owned()));
         self
@@ -68,6 +69,7 @@ impl ProcessLaunch {
             health_listen,
         } = self;
         let addr = free_loopback_addr();
+        let http_addr = free_loopback_addr();
         let log_dir = tempfile::tempdir().expect("tempdir for the child's log");
         let log_path = log_dir.path().join(format!("{label}.log"));
         let log = std::fs::File::create(&log_path).expect("create the child's log file");
@@ -80,7 +82,8 @@ impl ProcessLaunch {
                 "--database-url",
                 &database_url,
             ])
-            .args(["--metrics-listen", "127.0.0.1:0"]);
+            .args(["--metrics-listen", "127.0.0.1:0"])
+            .args(["--http-listen", &http_addr.to_string()]);
         if let Some(health) = health_listen {
             command.args(["--health-listen", &health.to_string()]);
         }
@@ -102,6 +105,7 @@ impl ProcessLaunch {
             label,
             child: Some(child),
             addr,
+            http_addr,
             health_addr: health_listen,
             log_path,
             _log_dir: log_dir,
@@ -136,6 +140,9 @@ pub struct Process {
     label: String,
     child: Option<Child>,
     pub addr: SocketAddr,
+    /// The HTTP door (`--http-listen`, a free loopback port: the default 3030 would collide
+    /// between children).
+    pub http_addr: SocketAddr,
     health_addr: Option<SocketAddr>,
     log_path: PathBuf,
     _log_dir: tempfile::TempDir,
