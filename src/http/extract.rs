@@ -67,7 +67,6 @@ pub(super) fn query_param(uri: &Uri, name: &str) -> Option<String> {
 }
 
 /// Query parameter `name`, required.
-#[allow(dead_code)] // the moderation and device routes use it
 pub(super) fn required_param(uri: &Uri, name: &str) -> Result<String, HttpError> {
     query_param(uri, name).ok_or_else(|| HttpError::malformed(name, "is required"))
 }

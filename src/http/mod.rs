@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -18,9 +18,12 @@ use crate::config::Config;
 use crate::domain::access::ServerKeys;
 
 mod convert;
+mod devices;
 mod error;
 mod extract;
 mod gate;
+mod moderation;
+mod roles;
 mod tasks;
 mod users;
 
@@ -97,6 +100,25 @@ fn router(app: App, gate: Arc<GateState>) -> Router {
         .route("/api/v2/users/delete", post(users::delete))
         .route("/api/v2/users/restore", post(users::restore))
         .route("/api/v2/tasks/{id}", get(tasks::get))
+        .route(
+            "/api/v2/users/block",
+            post(moderation::block).get(moderation::blocked),
+        )
+        .route("/api/v2/users/unblock", post(moderation::unblock))
+        .route("/api/v2/moderation/ban", post(moderation::ban))
+        .route("/api/v2/moderation/unban", post(moderation::unban))
+        .route(
+            "/api/v2/chat/query_banned_users",
+            get(moderation::query_banned),
+        )
+        .route(
+            "/api/v2/devices",
+            get(devices::list)
+                .post(devices::create)
+                .delete(devices::delete),
+        )
+        .route("/api/v2/roles", get(roles::list).post(roles::create))
+        .route("/api/v2/roles/{name}", delete(roles::delete))
         .route_layer(axum::middleware::from_fn_with_state(gate, gate::gate))
         .fallback(gate::unrouted)
         .with_state(app)

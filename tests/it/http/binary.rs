@@ -32,15 +32,23 @@ async fn metrics_name_the_route_template_never_the_raw_path() {
         .post(&format!("/api/v2/users/{ghost}/deactivate"), &json!({}))
         .await
         .error(404, 16);
-    client.get("/api/v2/no-such-route-7f3a").await.error(404, 16);
+    client
+        .get("/api/v2/no-such-route-7f3a")
+        .await
+        .error(404, 16);
     let rendered = roster::telemetry::metrics::handle().render();
     assert!(
-        rendered.lines().any(|l| l.starts_with("roster_http_requests_total")
-            && l.contains("route=\"/api/v2/users/{user_id}/deactivate\"")
-            && l.contains("status=\"404\"")),
+        rendered
+            .lines()
+            .any(|l| l.starts_with("roster_http_requests_total")
+                && l.contains("route=\"/api/v2/users/{user_id}/deactivate\"")
+                && l.contains("status=\"404\"")),
         "{rendered}"
     );
-    assert!(!rendered.contains(ghost), "a caller's path never becomes a label");
+    assert!(
+        !rendered.contains(ghost),
+        "a caller's path never becomes a label"
+    );
     assert!(!rendered.contains("no-such-route-7f3a"));
     assert!(rendered.contains("roster_http_unrouted_total"));
 }

@@ -10,6 +10,7 @@ mod auth;
 mod binary;
 mod hostile;
 mod lifecycle;
+mod moderation;
 mod one_truth;
 mod users;
 
