@@ -72,6 +72,7 @@ impl GateState {
                 Status::unauthenticated("missing `authorization: Bearer <token>`")
             }
             TokenRefusal::Invalid => Status::unauthenticated("invalid token"),
+            TokenRefusal::UserToken => Status::unauthenticated(refusal.to_string()),
             TokenRefusal::Time(problem) => Status::unauthenticated(problem.describe()),
         })
     }

@@ -49,6 +49,14 @@ async fn wrong_key_bad_signature_expired_or_missing_token_answer_401_and_write_n
         "{body}"
     );
 
+    // A user token signed with the same secret (as Stream's SDKs make them) is no server token.
+    let user_token = token(SECRET, &json!({"user_id": "k7"}));
+    anonymous
+        .token(&user_token)
+        .post("/api/v2/users", &upsert_body("k7"))
+        .await
+        .error(401, 5);
+
     // Another authentication type than a server JWT is refused.
     let bytes = format!(
         "POST /api/v2/users?api_key={TEST_API_KEY} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
