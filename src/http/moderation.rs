@@ -1,4 +1,7 @@
 //! Bans and blocks, in Stream's shapes. roster bans app-wide: a channel ban is refused.
+use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
+
 use axum::Extension;
 use axum::extract::State;
 use axum::http::Uri;
@@ -112,6 +115,15 @@ pub(super) struct BannedPayload {
     filter_conditions: Option<Map<String, Value>>,
     #[serde(default)]
     sort: Option<Vec<Value>>,
+    /// Bounds on when bans were made; roster does not filter bans by them (refused when set).
+    #[serde(default)]
+    created_at_after: Option<Value>,
+    #[serde(default)]
+    created_at_after_or_equal: Option<Value>,
+    #[serde(default)]
+    created_at_before: Option<Value>,
+    #[serde(default)]
+    created_at_before_or_equal: Option<Value>,
     #[serde(default)]
     exclude_expired_bans: Option<bool>,
     #[serde(default)]
@@ -139,6 +151,24 @@ pub(super) async fn query_banned(
             "roster lists every app-wide ban; filter with QueryUsers (`banned: true`) instead",
         ));
     }
+    let bounds = [
+        ("created_at_after", &payload.created_at_after),
+        (
+            "created_at_after_or_equal",
+            &payload.created_at_after_or_equal,
+        ),
+        ("created_at_before", &payload.created_at_before),
+        (
+            "created_at_before_or_equal",
+            &payload.created_at_before_or_equal,
+        ),
+    ];
+    if let Some((name, _)) = bounds.iter().find(|(_, v)| v.is_some()) {
+        return Err(HttpError::malformed(
+            format!("payload.{name}"),
+            "roster lists every app-wide ban; it does not filter them by time",
+        ));
+    }
     if payload.sort.is_some_and(|s| !s.is_empty()) {
         return Err(HttpError::malformed(
             "payload.sort",
@@ -160,16 +190,28 @@ pub(super) async fn query_banned(
         )
         .await?;
     let as_of = app.as_of_now();
+    // Who banned, as whole users (BanResponse.banned_by is a UserResponse); left out when gone.
+    let mut banners = BTreeMap::new();
+    for id in page
+        .users
+        .iter()
+        .filter_map(|u| u.ban.as_ref()?.banned_by_id.clone())
+    {
+        if let Entry::Vacant(slot) = banners.entry(id) {
+            let banner = app.get_user(&caller, slot.key(), false).await.ok();
+            slot.insert(banner.map(|u| convert::user(u, as_of)));
+        }
+    }
     let bans: Vec<Value> = page
         .users
         .into_iter()
-        .filter_map(|u| ban_of(u, as_of))
+        .filter_map(|u| ban_of(u, as_of, &banners))
         .collect();
     Ok(Reply::of(json!({ "bans": bans })))
 }
 
 /// Stream's `BanResponse` for a banned user.
-fn ban_of(user: User, as_of: AsOf) -> Option<Value> {
+fn ban_of(user: User, as_of: AsOf, banners: &BTreeMap<String, Option<Value>>) -> Option<Value> {
     let ban = user.ban.clone()?;
     let mut out = json!({
         "created_at": nanos(ban.banned_at),
@@ -181,8 +223,8 @@ fn ban_of(user: User, as_of: AsOf) -> Option<Value> {
     if let Some(reason) = ban.reason {
         out["reason"] = Value::String(reason);
     }
-    if let Some(by) = ban.banned_by_id {
-        out["banned_by"] = json!({ "id": by });
+    if let Some(Some(by)) = ban.banned_by_id.and_then(|id| banners.get(&id).cloned()) {
+        out["banned_by"] = by;
     }
     out["user"] = convert::user(user, as_of);
     Some(out)
