@@ -39,7 +39,7 @@ WORKDIR /data
 USER 65532:65532
 ENV ROSTER_LOG_FORMAT=json
 # gRPC (ROSTER_LISTEN) and Prometheus metrics at /metrics (ROSTER_METRICS_LISTEN).
-EXPOSE 50051 9090
+EXPOSE 50051 9090 3030
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
   CMD ["/usr/local/bin/roster", "healthcheck", "--addr", "http://127.0.0.1:50051"]
 ENTRYPOINT ["/usr/local/bin/roster"]

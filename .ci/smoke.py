@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Runs every `$ ` command shown in the README's ```console blocks against a fresh roster and
+"""Runs every `$ ` command shown in the README's ```console blocks (grpcurl, and curl against the
+HTTP door) against a fresh roster and
 checks that the output matches what the README shows.
 
 The README is the source of truth: a command block is a ```console fence whose lines starting
@@ -22,12 +23,17 @@ import time
 
 TIMESTAMP = re.compile(r'"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z"')
 TASK_ID = re.compile(r'\b[0-9a-f]{32}\b')
+# The HTTP door's instants (integer nanoseconds since the epoch) and its `duration`.
+NANOS = re.compile(r'\b1\d{18}\b')
+DURATION = re.compile(r'"duration": ?"[0-9.]+ms"')
 ASSIGNMENT = re.compile(r'^([A-Z_][A-Z0-9_]*)=\$\((.*)\)$', re.S)
 
 
 def normalize(text: str) -> str:
     text = TIMESTAMP.sub('"<timestamp>"', text)
     text = TASK_ID.sub('<task-id>', text)
+    text = NANOS.sub('"<nanos>"', text)
+    text = DURATION.sub('"duration": "<duration>"', text)
     return "\n".join(line.rstrip() for line in text.strip().splitlines())
 
 
@@ -105,10 +111,13 @@ def main() -> int:
         return 1
 
     port = free_port()
+    http_port = free_port()
     workdir = tempfile.mkdtemp(prefix="roster-smoke-")
     log = open(os.path.join(workdir, "roster.log"), "w")
-    # The README talks to localhost:50051; the smoke test uses a free port and rewrites it.
-    env = dict(os.environ, ROSTER_LISTEN=f"127.0.0.1:{port}")
+    # The README talks to localhost:50051 (gRPC) and localhost:3030 (the HTTP door); the smoke
+    # test uses free ports and rewrites them.
+    env = dict(os.environ, ROSTER_LISTEN=f"127.0.0.1:{port}",
+               ROSTER_HTTP_LISTEN=f"127.0.0.1:{http_port}", ROSTER_METRICS_LISTEN="127.0.0.1:0")
     server = subprocess.Popen([binary, "serve"], cwd=workdir, env=env, stdout=log, stderr=log)
     failures = 0
     try:
@@ -127,6 +136,7 @@ def main() -> int:
         variables = {}
         for command, expected in commands:
             command = command.replace("localhost:50051", f"127.0.0.1:{port}")
+            command = command.replace("localhost:3030", f"127.0.0.1:{http_port}")
             exports = "".join(f"{k}={shlex.quote(v)}; " for k, v in variables.items())
             assignment = ASSIGNMENT.match(command)
             script = exports + (assignment.group(2) if assignment else command)

@@ -38,6 +38,7 @@ impl Server {
             .arg("serve")
             .args(["--listen", &addr, "--database-url", database_url])
             .args(["--metrics-listen", "127.0.0.1:0"])
+            .args(["--http-listen", "127.0.0.1:0"])
             .args(["--log-format", "json"])
             .env("ROSTER_LOG", "warn")
             .stdin(Stdio::null())

@@ -265,6 +265,14 @@ pub struct Config {
     /// A plaintext port serving only gRPC health (for kubelet probes when TLS is on).
     #[arg(long, env = "ROSTER_HEALTH_LISTEN")]
     pub health_listen: Option<SocketAddr>,
+    /// Address of the Stream-compatible HTTP door (JSON over HTTP/1.1 and h2c; the official
+    /// Stream server SDKs call it as their base URL). Same exposure rule as `--listen`.
+    #[arg(long, env = "ROSTER_HTTP_LISTEN", default_value = "0.0.0.0:3030")]
+    pub http_listen: Option<SocketAddr>,
+    /// The app key HTTP callers name in `?api_key=` (the SDKs' "API key"); a request naming
+    /// another is refused. Without one, any key is accepted.
+    #[arg(long, env = "ROSTER_API_KEY")]
+    pub api_key: Option<String>,
     /// Prometheus metrics address (`GET /metrics`).
     #[arg(long, env = "ROSTER_METRICS_LISTEN", default_value = "0.0.0.0:9090")]
     pub metrics_listen: Option<SocketAddr>,
@@ -433,10 +441,19 @@ impl Config {
     /// Where to listen: without API secrets (and without `--insecure`), "every interface" is
     /// narrowed to loopback, so an unauthenticated roster is never reachable from the network.
     pub fn effective_listen(&self) -> SocketAddr {
-        if self.api_secrets.is_empty() && !self.insecure && self.listen.ip().is_unspecified() {
-            SocketAddr::from(([127, 0, 0, 1], self.listen.port()))
+        self.narrowed(self.listen)
+    }
+
+    /// `--http-listen`, narrowed to loopback by the rule of [`Config::effective_listen`].
+    pub fn effective_http_listen(&self) -> Option<SocketAddr> {
+        self.http_listen.map(|addr| self.narrowed(addr))
+    }
+
+    fn narrowed(&self, addr: SocketAddr) -> SocketAddr {
+        if self.api_secrets.is_empty() && !self.insecure && addr.ip().is_unspecified() {
+            SocketAddr::from(([127, 0, 0, 1], addr.port()))
         } else {
-            self.listen
+            addr
         }
     }
 
@@ -526,6 +543,8 @@ impl Default for Config {
             tls_client_ca: None,
             health_listen: None,
             metrics_listen: None,
+            http_listen: None,
+            api_key: None,
             max_concurrent_requests: 512,
             max_message_bytes: 4 * 1024 * 1024,
             request_timeout_seconds: 30,
@@ -667,6 +686,9 @@ mod tests {
         let metrics = serve_flag(serve, "--metrics-listen");
         assert_eq!(metrics.env.as_deref(), Some("ROSTER_METRICS_LISTEN"));
         assert_eq!(metrics.default.as_deref(), Some("0.0.0.0:9090"));
+        let http = serve_flag(serve, "--http-listen");
+        assert_eq!(http.env.as_deref(), Some("ROSTER_HTTP_LISTEN"));
+        assert_eq!(http.default.as_deref(), Some("0.0.0.0:3030"));
         let database = serve_flag(serve, "--database-url");
         assert_eq!(database.default.as_deref(), Some(DEFAULT_DATABASE_URL));
         let presence = serve_flag(serve, "--presence-window-seconds");

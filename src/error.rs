@@ -1,5 +1,5 @@
 //! The one error type of roster. Domain rules, the store and the worker all return it; each front
-//! door maps it to its own wire error in exactly one place (`grpc::status`).
+//! door maps it to its own wire error in exactly one place (`grpc::status`, `http::error`).
 
 /// One rejected input: where (`users[u1].role`) and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,6 +135,19 @@ impl Error {
     pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {
         Error::InvalidArgument(vec![FieldViolation::new(field, description)])
     }
+}
+
+/// `text` cut to at most `max` bytes on a character boundary, marked with `…` when cut. Doors
+/// bound what they echo of a caller's input (a 6 KiB key in a field path) with it.
+pub fn bounded(text: String, max: usize) -> String {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

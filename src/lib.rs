@@ -3,6 +3,8 @@
 //! Where things live (requests flow down this list, never up):
 //! - `grpc/`: the gRPC door, where requests enter: proto <-> domain conversion, status mapping,
 //!   the gate (authentication, load shedding, metrics), the ports;
+//! - `http/`: the Stream-compatible HTTP door (JSON shapes of Stream's user API, its errors and
+//!   authentication), over the same `app` as gRPC;
 //! - `app/`: the application layer, one method per use case, called by every door;
 //! - `domain/`: the rules (validation, partial-update merging, lifecycle effects, the filter
 //!   language, paging);
@@ -19,6 +21,7 @@ pub mod domain;
 pub mod error;
 pub mod feed;
 pub mod grpc;
+pub mod http;
 pub mod server;
 pub mod store;
 pub mod tasks;

@@ -5,6 +5,7 @@
 use std::{future::Future, sync::Arc, time::Duration};
 
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -13,6 +14,7 @@ use crate::bus::Bus;
 use crate::config::Config;
 use crate::grpc::product_client::ProductClients;
 use crate::grpc::server::{Health, MainPort};
+use crate::http::HttpPort;
 use crate::store::Store;
 use crate::store::health::Probe;
 use crate::tasks::{NoProducts, Products, spawn_workers};
@@ -26,10 +28,13 @@ pub struct Listeners {
     pub health: Option<TcpListener>,
     /// Prometheus `GET /metrics`.
     pub metrics: Option<TcpListener>,
+    /// The Stream-compatible HTTP door.
+    pub http: Option<TcpListener>,
 }
 
 impl Listeners {
-    /// `main`, plus the health-only and metrics ports bound at the configured addresses. A health
+    /// `main`, plus the health-only, metrics and HTTP ports bound at the configured addresses
+    /// (the HTTP one narrowed to loopback like `main`, see `Config::effective_http_listen`). A health
     /// port that cannot be bound is fatal (probes would fail anyway); metrics are for operators,
     /// not callers, so a metrics port already taken is reported and served without.
     pub async fn bind(main: TcpListener, config: &Config) -> anyhow::Result<Self> {
@@ -47,10 +52,16 @@ impl Listeners {
             },
             None => None,
         };
+        // Callers of the HTTP door need it as much as gRPC callers need the main port.
+        let http = match config.effective_http_listen() {
+            Some(addr) => Some(TcpListener::bind(addr).await?),
+            None => None,
+        };
         Ok(Listeners {
             main,
             health,
             metrics,
+            http,
         })
     }
 }
@@ -84,8 +95,12 @@ pub async fn serve(
         main: listener,
         health: health_listener,
         metrics: metrics_listener,
+        http: http_listener,
     } = listeners;
     let addr = check_exposure(&config, &listener)?;
+    if let Some(http_listener) = &http_listener {
+        check_exposure(&config, http_listener)?;
+    }
     if config.api_secrets.is_empty() {
         tracing::warn!(%addr, "no API secrets configured: callers are not authenticated");
     }
@@ -104,7 +119,10 @@ pub async fn serve(
             Duration::from_millis(config.product_timeout_ms),
         )?)
     };
-    let main_port = MainPort::prepare(&config)?;
+    // One budget of calls served at once, whichever door they come through.
+    let permits = Arc::new(Semaphore::new(config.max_concurrent_requests.max(1)));
+    let main_port = MainPort::prepare(&config, permits.clone())?;
+    let http_port = HttpPort::prepare(&config, permits)?;
 
     let health = Health::new().await;
     let bus = Bus::default();
@@ -188,7 +206,7 @@ pub async fn serve(
     }
 
     let app = App::new(store.clone(), bus.clone(), user_tokens, &tasks);
-    let serving = match main_port.serve(app, &health, listener, stop.clone()) {
+    let serving = match main_port.serve(app.clone(), &health, listener, stop.clone()) {
         Ok(serving) => serving,
         Err(err) => {
             wind_down(&bus, &tasks, grace, Some(store)).await;
@@ -196,6 +214,10 @@ pub async fn serve(
         }
     };
     let server = tasks.spawn(serving);
+    if let Some(http_listener) = http_listener {
+        tracing::info!(addr = %http_listener.local_addr()?, "Stream-compatible HTTP door");
+        tasks.spawn(http_port.serve(app, http_listener, stop.clone()));
+    }
     health.set_serving(true).await;
     tracing::info!(%addr, "roster is serving");
 

@@ -127,6 +127,12 @@ class Defaults:
         assert metrics, "`roster serve --metrics-listen` has no default"
         return port_of(metrics)
 
+    @property
+    def http_port(self) -> int:
+        http = self.default("serve", "ROSTER_HTTP_LISTEN")
+        assert http, "`roster serve --http-listen` has no default"
+        return port_of(http)
+
 
 @pytest.fixture(scope="session")
 def binary_defaults(roster_binary: Path) -> Defaults:

@@ -67,12 +67,15 @@ def test_service_selects_the_server_pods_and_not_the_migration_pods(render, name
 
 
 @pytest.mark.parametrize("name", ["default", "production"])
-def test_service_ports_are_named_grpc_h2c_and_metrics(render, name):
+def test_service_ports_are_named_grpc_h2c_metrics_and_http(render, name):
     sp = {p["name"]: p for p in render(name).service()["spec"]["ports"]}
-    assert set(sp) == {"grpc", "metrics"}
+    assert set(sp) == {"grpc", "metrics", "http"}
     assert sp["grpc"]["targetPort"] == "grpc"
     assert sp["grpc"].get("appProtocol") == "kubernetes.io/h2c"
     assert sp["metrics"]["targetPort"] == "metrics"
+    # The Stream-compatible HTTP door, a base URL for Stream's SDKs.
+    assert sp["http"]["targetPort"] == "http"
+    assert sp["http"].get("appProtocol") == "http"
 
 
 @pytest.mark.parametrize("name", ["default", "production", "features"])

@@ -27,7 +27,7 @@ mod users;
 pub use events::EventStream;
 pub use moderation::BlockOf;
 pub use tasks::TaskPage;
-pub use users::QueryRequest;
+pub use users::{IdRange, QueryRequest};
 
 pub use crate::tasks::watch::TaskStream;
 

@@ -22,6 +22,47 @@ pub struct QueryRequest {
     pub offset: u32,
     pub page_token: String,
     pub include_deactivated_users: bool,
+    /// Bounds on `id` besides the filter (Stream's `id_gt` and friends).
+    pub id_range: IdRange,
+}
+
+/// Bounds on a user's `id`, each optional: `id_gt`, `id_gte`, `id_lt`, `id_lte`.
+#[derive(Debug, Clone, Default)]
+pub struct IdRange {
+    pub gt: Option<String>,
+    pub gte: Option<String>,
+    pub lt: Option<String>,
+    pub lte: Option<String>,
+}
+
+impl IdRange {
+    /// `filter` narrowed by these bounds: the same filter language, so the same rules and
+    /// errors (`{"$and": [filter, {"id": {"$gt": ..}}]}`).
+    fn narrow(&self, filter: Option<&Map<String, Value>>) -> Option<Map<String, Value>> {
+        let bounds: Map<String, Value> = [
+            ("$gt", &self.gt),
+            ("$gte", &self.gte),
+            ("$lt", &self.lt),
+            ("$lte", &self.lte),
+        ]
+        .into_iter()
+        .filter_map(|(op, bound)| Some((op.to_owned(), Value::String(bound.clone()?))))
+        .collect();
+        if bounds.is_empty() {
+            return filter.cloned();
+        }
+        let on_id = serde_json::json!({ "id": bounds });
+        let narrowed = match filter {
+            Some(filter) if !filter.is_empty() => {
+                serde_json::json!({ "$and": [Value::Object(filter.clone()), on_id] })
+            }
+            _ => on_id,
+        };
+        match narrowed {
+            Value::Object(map) => Some(map),
+            _ => None,
+        }
+    }
 }
 
 impl App {
@@ -88,8 +129,9 @@ impl App {
     /// QueryUsers: one page of the users a filter matches.
     pub async fn query_users(&self, caller: &Caller, request: &QueryRequest) -> Result<UserPage> {
         self.admit(caller, Scope::UsersRead)?;
+        let filter = request.id_range.narrow(request.filter.as_ref());
         let query = parse_query(
-            request.filter.as_ref(),
+            filter.as_ref(),
             &request.sort,
             request.limit,
             request.offset,
@@ -97,5 +139,32 @@ impl App {
             request.include_deactivated_users,
         )?;
         self.store.query_users(&query).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn id_bounds_narrow_the_filter_with_and() {
+        let none = IdRange::default();
+        assert_eq!(none.narrow(None), None);
+        let range = IdRange {
+            gt: Some("a".into()),
+            lte: Some("m".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            Value::Object(range.narrow(None).unwrap()),
+            json!({"id": {"$gt": "a", "$lte": "m"}})
+        );
+        let filter = json!({"role": "admin"});
+        let filter = filter.as_object().unwrap();
+        assert_eq!(
+            Value::Object(range.narrow(Some(filter)).unwrap()),
+            json!({"$and": [{"role": "admin"}, {"id": {"$gt": "a", "$lte": "m"}}]})
+        );
     }
 }

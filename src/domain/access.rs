@@ -118,9 +118,15 @@ pub enum TokenRefusal {
     /// Not a JWT, not HS256, or not signed with any API secret; nothing more is said.
     #[error("invalid token")]
     Invalid,
-    /// Well signed, but its time claims refuse it now; the caller is known, so it may be told why.
-    #[error("{0}")]
-    Time(&'static str),
+    /// A user token (it carries `user_id`). Stream's SDKs sign user tokens with the same secret
+    /// as server calls, so with `ROSTER_USER_TOKEN_SECRET` set to an API secret a user's token
+    /// would otherwise pass as a server token with every scope.
+    #[error("a user token (with `user_id`) cannot authenticate a server call")]
+    UserToken,
+    /// Well signed, but its time claims refuse it now; the caller is known, so it may be told why
+    /// (and a door may give an expired token its own code).
+    #[error("{}", .0.describe())]
+    Time(TimeProblem),
 }
 
 /// Verifies server tokens against the configured API secrets (several, for rotation).
@@ -180,12 +186,15 @@ impl ServerKeys {
             })
             .ok_or(TokenRefusal::Invalid)?
             .claims;
+        if claims.contains_key("user_id") {
+            return Err(TokenRefusal::UserToken);
+        }
         // Past the signature the caller is known, so the refusal may say what to fix.
         TimeClaims::read(&claims)
             .and_then(|times| times.check(self.clock.now(), self.leeway))
             .map_err(|problem| match problem {
                 TimeProblem::Malformed(_) => TokenRefusal::Invalid,
-                _ => TokenRefusal::Time(problem.describe()),
+                problem => TokenRefusal::Time(problem),
             })?;
         Ok(Caller::from_claims(&claims))
     }
@@ -273,6 +282,11 @@ mod tests {
             keys.verify(Some(&token("s1", json!({"exp": 1})))),
             Err(TokenRefusal::Time(_))
         ));
+        assert_eq!(
+            keys.verify(Some(&token("s1", json!({"user_id": "ann"})))),
+            Err(TokenRefusal::UserToken),
+            "a user token signed with an API secret is no server token"
+        );
         let off = ServerKeys::new([], Clock::default(), Duration::ZERO).expect("off");
         assert_eq!(off.verify(None), Ok(Caller::unauthenticated()));
     }

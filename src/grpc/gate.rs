@@ -27,16 +27,17 @@ pub struct GateLayer {
 }
 
 impl GateLayer {
+    /// `permits` is the process's budget of calls served at once, shared with the HTTP door.
     pub fn new(
         api_secrets: &[crate::config::Secret],
-        max_concurrent: usize,
+        permits: Arc<Semaphore>,
         clock: Clock,
         leeway: Duration,
     ) -> anyhow::Result<Self> {
         Ok(GateLayer {
             state: Arc::new(GateState {
                 keys: ServerKeys::new(api_secrets.iter().map(|s| s.expose()), clock, leeway)?,
-                permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
+                permits,
             }),
         })
     }
@@ -71,7 +72,8 @@ impl GateState {
                 Status::unauthenticated("missing `authorization: Bearer <token>`")
             }
             TokenRefusal::Invalid => Status::unauthenticated("invalid token"),
-            TokenRefusal::Time(why) => Status::unauthenticated(why),
+            TokenRefusal::UserToken => Status::unauthenticated(refusal.to_string()),
+            TokenRefusal::Time(problem) => Status::unauthenticated(problem.describe()),
         })
     }
 }

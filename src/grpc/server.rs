@@ -1,9 +1,11 @@
 //! The gRPC ports: the main port (every roster service, health and reflection, behind the gate)
 //! and the plaintext health-only port, with the health status both report.
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
@@ -86,7 +88,8 @@ pub struct MainPort {
 }
 
 impl MainPort {
-    pub fn prepare(config: &Config) -> anyhow::Result<Self> {
+    /// `permits`: calls served at once, a budget shared by every door.
+    pub fn prepare(config: &Config, permits: Arc<Semaphore>) -> anyhow::Result<Self> {
         // Built once here so that a descriptor set that does not parse fails at start.
         reflection().build_v1()?;
         reflection().build_v1alpha()?;
@@ -94,7 +97,7 @@ impl MainPort {
             tls: tls_config(config)?,
             gate: GateLayer::new(
                 &config.api_secrets,
-                config.max_concurrent_requests,
+                permits,
                 config.clock.clone(),
                 config.token_leeway(),
             )?,

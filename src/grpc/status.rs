@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use tonic::{Code, Status};
 use tonic_types::{BadRequest, ErrorDetails, ErrorInfo, FieldViolation, StatusExt};
 
-use crate::error::{Error, Forbidden, TokenRejection};
+use crate::error::{Error, Forbidden, TokenRejection, bounded};
 
 /// ErrorInfo domain of every roster error.
 const DOMAIN: &str = "roster";
@@ -18,18 +18,6 @@ const MAX_MESSAGE_BYTES: usize = 1024;
 const MAX_FIELD_BYTES: usize = 320;
 const MAX_DESCRIPTION_BYTES: usize = 256;
 const MAX_VIOLATIONS: usize = 10;
-
-/// `text` cut to at most `max` bytes on a character boundary, marked with `…` when cut.
-fn bounded(text: String, max: usize) -> String {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
-}
 
 impl From<Error> for Status {
     fn from(err: Error) -> Status {

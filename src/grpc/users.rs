@@ -134,6 +134,7 @@ impl UserService for UserApi {
             offset: req.offset,
             page_token: req.page_token,
             include_deactivated_users: req.include_deactivated_users,
+            id_range: Default::default(),
         };
         let page = self.app.query_users(&caller, &query).await?;
         let as_of = self.app.as_of_now();

@@ -15,6 +15,13 @@ pub const RPC_SHED: &str = "roster_rpc_shed_total";
 /// Requests for a path that names none of roster's RPCs: counted, with no label, so that no
 /// caller can add series by inventing paths.
 pub const RPC_UNROUTED: &str = "roster_rpc_unrouted_total";
+/// The HTTP door's requests, labelled by route template (`/api/v2/users/{user_id}/deactivate`,
+/// never the raw path), method and HTTP status.
+pub const HTTP_REQUESTS: &str = "roster_http_requests_total";
+pub const HTTP_DURATION: &str = "roster_http_duration_seconds";
+pub const HTTP_SHED: &str = "roster_http_shed_total";
+/// HTTP requests for a path no route matches: counted without labels, like `RPC_UNROUTED`.
+pub const HTTP_UNROUTED: &str = "roster_http_unrouted_total";
 pub const TASK_QUEUE_DEPTH: &str = "roster_task_queue_depth";
 pub const TASK_OLDEST_PENDING_AGE: &str = "roster_task_oldest_pending_age_seconds";
 /// Unfinished tasks this binary leaves for another, because it does not know their kind or

@@ -10,6 +10,7 @@
 //! - `lifecycle`: deactivate, delete, restore, and the product fan-out
 //! - `tasks`: TaskService, crash recovery, replicas
 //! - `feed`: the change feed
+//! - `http`: the Stream-compatible HTTP door (auth, errors, hostile input, shapes, one truth)
 //! - `roles`, `tokens`, `presence`, `devices`, `moderation`: one service each
 //! - `schema`: migrations
 //! - `ops`: serving, auth, listen, TLS, shedding, metrics, traces, run and shutdown
@@ -20,6 +21,7 @@ mod support;
 mod devices;
 mod faults;
 mod feed;
+mod http;
 mod lifecycle;
 mod moderation;
 mod ops;

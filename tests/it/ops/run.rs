@@ -30,6 +30,7 @@ async fn after_run_returns_nothing_it_started_runs_and_its_ports_and_connections
     let (main, main_addr) = bind_loopback().await;
     let (health, health_addr) = bind_loopback().await;
     let (metrics, metrics_addr) = bind_loopback().await;
+    let (http, _) = bind_loopback().await;
     let tasks = TaskTracker::new();
     let mut server = Launch::new()
         .on(Arc::clone(&db))
@@ -38,6 +39,7 @@ async fn after_run_returns_nothing_it_started_runs_and_its_ports_and_connections
                 main,
                 health: Some(health),
                 metrics: Some(metrics),
+                http: Some(http),
             },
             tasks.clone(),
         )
@@ -103,6 +105,7 @@ async fn from_shutdown_the_main_and_health_only_ports_report_not_serving_before_
                 main,
                 health: Some(health),
                 metrics: None,
+                http: None,
             },
             TaskTracker::new(),
         )

@@ -3,6 +3,7 @@
 //! - `db`: the `ROSTER_TEST_DB` choice, a fresh database per test, a private PostgreSQL cluster,
 //!   raw connections, and `skip_unless_postgres` / `skip` (the only way a test skips, loudly);
 //! - `server`: in-process servers, all from the `Launch` builder, stopped within `STOP_DEADLINE`;
+//! - `door_client`: a raw HTTP/1.1 client of the HTTP door (status, headers and JSON body as sent);
 //! - `process`: the real `roster` binary as a child process, from `Process::launch`;
 //! - `proto`: channels, clients, request builders, JSON <-> `Struct`, tokens, the change-feed
 //!   follower and the shared assertions;
@@ -11,6 +12,7 @@
 //! Tests `use crate::support::*;`.
 
 pub mod db;
+pub mod door_client;
 pub mod process;
 pub mod product;
 pub mod proto;
@@ -18,6 +20,7 @@ pub mod server;
 pub mod tasks;
 
 pub use db::*;
+pub use door_client::*;
 pub use process::*;
 pub use product::*;
 pub use proto::*;

@@ -41,7 +41,8 @@ pub struct ProcessLaunch {
 }
 
 impl ProcessLaunch {
-    /// Extra command-line arguments after `serve --listen .. --database-url .. --metrics-listen ..`.
+    /// Extra command-line arguments after `serve --listen .. --database-url .. --metrics-listen ..
+    /// --http-listen ..`.
     pub fn args(mut self, args: &[&str]) -> Self {
         self.args.extend(args.iter().map(|a| (*a).to_owned()));
         self
@@ -104,6 +105,7 @@ impl ProcessLaunch {
     fn spawn(&self) -> Process {
         let addr = free_loopback_addr();
         let health_listen = self.health_port.then(free_loopback_addr);
+        let http_addr = free_loopback_addr();
         let log_dir = tempfile::tempdir().expect("tempdir for the child's log");
         let log_path = log_dir.path().join(format!("{}.log", self.label));
         let log = std::fs::File::create(&log_path).expect("create the child's log file");
@@ -118,6 +120,7 @@ impl ProcessLaunch {
                 &self.database_url,
             ])
             .args(["--metrics-listen", "127.0.0.1:0"])
+            .args(["--http-listen", &http_addr.to_string()])
             // 0 through the pooler (no named prepared statements); roster's default otherwise.
             .args([
                 "--database-statement-cache",
@@ -144,6 +147,7 @@ impl ProcessLaunch {
             label: self.label.clone(),
             child: Some(child),
             addr,
+            http_addr,
             health_addr: health_listen,
             log_path,
             _log_dir: log_dir,
@@ -157,6 +161,9 @@ pub struct Process {
     label: String,
     child: Option<Child>,
     pub addr: SocketAddr,
+    /// The HTTP door (`--http-listen`, a free loopback port: the default 3030 would collide
+    /// between children).
+    pub http_addr: SocketAddr,
     health_addr: Option<SocketAddr>,
     log_path: PathBuf,
     _log_dir: tempfile::TempDir,

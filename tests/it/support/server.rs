@@ -71,6 +71,8 @@ type Configure<'a> = Box<dyn FnOnce(&mut roster::Config) + 'a>;
 pub struct Launch<'a> {
     db: Option<Arc<TestDb>>,
     ports: Ports,
+    /// Serve the HTTP door too, on a loopback port of its own.
+    http: bool,
     configure: Vec<Configure<'a>>,
 }
 
@@ -86,6 +88,7 @@ impl<'a> Launch<'a> {
         Launch {
             db: None,
             ports: Ports::Loopback,
+            http: false,
             configure: Vec::new(),
         }
     }
@@ -117,6 +120,13 @@ impl<'a> Launch<'a> {
     pub fn api_secrets(self, secrets: &[&str]) -> Self {
         let secrets: Vec<_> = secrets.iter().map(|s| (*s).into()).collect();
         self.config(move |config| config.api_secrets = secrets)
+    }
+
+    /// Serving the Stream-compatible HTTP door as well, on its own `127.0.0.1:0` port
+    /// (`Server::http`). The server then starts through `serve`.
+    pub fn http(mut self) -> Self {
+        self.http = true;
+        self
     }
 
     /// `run` on a listener the test bound.
@@ -154,6 +164,31 @@ impl<'a> Launch<'a> {
             ),
             ports => ports,
         };
+        let mut http_addr = None;
+        let ports = if self.http {
+            let http = TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind 127.0.0.1:0");
+            http_addr = Some(http.local_addr().expect("HTTP address"));
+            match ports {
+                Ports::Listener(main) => Ports::Serve(
+                    roster::server::Listeners {
+                        main,
+                        health: None,
+                        metrics: None,
+                        http: Some(http),
+                    },
+                    TaskTracker::new(),
+                ),
+                Ports::Serve(mut listeners, tasks) => {
+                    listeners.http = Some(http);
+                    Ports::Serve(listeners, tasks)
+                }
+                Ports::Loopback => unreachable!("bound above"),
+            }
+        } else {
+            ports
+        };
         let addr = match &ports {
             Ports::Listener(listener) => listener.local_addr(),
             Ports::Serve(listeners, _) => listeners.main.local_addr(),
@@ -187,6 +222,7 @@ impl<'a> Launch<'a> {
         });
         Server {
             addr,
+            http_addr,
             channel: patient_channel(addr),
             shutdown: Some(shutdown),
             task: Some(task),
@@ -200,6 +236,8 @@ impl<'a> Launch<'a> {
 /// dropping the last handle to its database removes the database.
 pub struct Server {
     addr: SocketAddr,
+    /// The HTTP door's address, when launched with `Launch::http`.
+    http_addr: Option<SocketAddr>,
     channel: Channel,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), String>>>,
@@ -271,6 +309,12 @@ impl Server {
     /// Where the server listens (for clients that bring their own connection).
     pub fn address(&self) -> std::net::SocketAddr {
         self.addr
+    }
+
+    /// A client of the HTTP door (the server must be launched with `Launch::http`), sending
+    /// `api_key` and no token; see `HttpClient::key` and `HttpClient::token`.
+    pub fn http(&self) -> super::door_client::HttpClient {
+        super::door_client::HttpClient::new(self.http_addr.expect("launched with Launch::http()"))
     }
 
     /// A `UserService` client (cheap: clients share the channel).
