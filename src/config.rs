@@ -189,7 +189,7 @@ pub struct Config {
     #[arg(
         long,
         env = "ROSTER_DATABASE_ACQUIRE_TIMEOUT_MS",
-        default_value_t = 2000
+        default_value_t = crate::store::DEFAULT_ACQUIRE_TIMEOUT_MS
     )]
     pub database_acquire_timeout_ms: u64,
     /// Named prepared statements kept per PostgreSQL connection. 0 keeps none: needed behind a
@@ -520,7 +520,7 @@ impl Default for Config {
             listen: SocketAddr::from(([0, 0, 0, 0], 50051)),
             log_format: LogFormat::Pretty,
             database_max_connections: 16,
-            database_acquire_timeout_ms: 2000,
+            database_acquire_timeout_ms: crate::store::DEFAULT_ACQUIRE_TIMEOUT_MS,
             database_statement_cache: DEFAULT_STATEMENT_CACHE,
             shutdown_grace_seconds: 20,
             task_concurrency: 2,

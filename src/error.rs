@@ -137,6 +137,17 @@ impl Error {
     }
 }
 
+/// How much of a caller's input an error answer echoes, on either door. gRPC error details travel
+/// in response headers (trailers), which clients cap (16 KiB is common):
+/// an answer over the cap reaches the caller as a protocol error instead of the status. Echoed
+/// input (a 6 KiB key in a field path) is therefore shortened, and the violations are capped.
+/// Budgets are in bytes: worst case about 12 KiB once percent- and base64-encoded. A field path
+/// naming a user by its longest id (`users[<255 characters>].id`) fits whole.
+pub const MAX_MESSAGE_BYTES: usize = 1024;
+pub const MAX_FIELD_BYTES: usize = 320;
+pub const MAX_DESCRIPTION_BYTES: usize = 256;
+pub const MAX_VIOLATIONS: usize = 10;
+
 /// `text` cut to at most `max` bytes on a character boundary, marked with `…` when cut. Doors
 /// bound what they echo of a caller's input (a 6 KiB key in a field path) with it.
 pub fn bounded(text: String, max: usize) -> String {

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
-use strum::IntoEnumIterator;
 
 use super::time::Clock;
 use super::token::{TimeClaims, TimeProblem};
@@ -200,15 +199,11 @@ impl ServerKeys {
     }
 }
 
-/// Every scope, for a README table or a test.
-pub fn all_scopes() -> impl Iterator<Item = Scope> {
-    Scope::iter()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+    use strum::IntoEnumIterator;
 
     fn keys() -> ServerKeys {
         ServerKeys::new(["s1", "s2"], Clock::default(), Duration::ZERO).expect("keys")
@@ -225,7 +220,7 @@ mod tests {
 
     #[test]
     fn scopes_are_spelled_as_the_readme_lists_them() {
-        let names: Vec<&str> = all_scopes().map(<&str>::from).collect();
+        let names: Vec<&str> = Scope::iter().map(<&str>::from).collect();
         assert_eq!(
             names,
             [
@@ -248,7 +243,7 @@ mod tests {
             .verify(Some(&token("s2", json!({"service": "chat"}))))
             .expect("rotated secret");
         assert_eq!(all.name().as_deref(), Some("chat"));
-        assert!(all_scopes().all(|s| all.require(s).is_ok()));
+        assert!(Scope::iter().all(|s| all.require(s).is_ok()));
 
         let feeds = keys
             .verify(Some(&token(
@@ -267,7 +262,7 @@ mod tests {
         let none = keys
             .verify(Some(&token("s1", json!({"service": "x", "scope": ""}))))
             .expect("valid");
-        assert!(all_scopes().all(|s| none.require(s).is_err()));
+        assert!(Scope::iter().all(|s| none.require(s).is_err()));
     }
 
     #[test]

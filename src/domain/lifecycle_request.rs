@@ -53,7 +53,7 @@ pub enum LifecycleRequest {
 
 impl LifecycleRequest {
     /// Whether this is a one-user call (it answers with the user, and acts at once).
-    pub fn is_single(&self) -> bool {
+    fn is_single(&self) -> bool {
         matches!(
             self,
             LifecycleRequest::DeactivateOne { .. } | LifecycleRequest::ReactivateOne { .. }

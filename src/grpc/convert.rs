@@ -85,11 +85,15 @@ pub fn json_to_value(v: &Value) -> prost_types::Value {
     prost_types::Value { kind: Some(kind) }
 }
 
+/// A Struct as a JSON object; a value JSON cannot hold is an invalid-argument error at `at`.
+pub fn struct_to_map(s: Struct, at: &str) -> Result<Map<String, Value>, Error> {
+    struct_to_json(s, at).map_err(|v| Error::InvalidArgument(vec![v]))
+}
+
 /// A UserRequest as the caller fields of a replace. `at` names it in violations (`users[u1]`).
 pub fn user_fields(req: pb::UserRequest, at: &str) -> Result<UserFields, Error> {
     let custom = match req.custom {
-        Some(s) => struct_to_json(s, &format!("{at}.custom"))
-            .map_err(|v| Error::InvalidArgument(vec![v]))?,
+        Some(s) => struct_to_map(s, &format!("{at}.custom"))?,
         None => Map::new(),
     };
     let push_notifications = match req.push_notifications {

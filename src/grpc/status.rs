@@ -4,20 +4,13 @@ use std::collections::HashMap;
 use tonic::{Code, Status};
 use tonic_types::{BadRequest, ErrorDetails, ErrorInfo, FieldViolation, StatusExt};
 
-use crate::error::{Error, Forbidden, TokenRejection, bounded};
+use crate::error::{
+    Error, Forbidden, MAX_DESCRIPTION_BYTES, MAX_FIELD_BYTES, MAX_MESSAGE_BYTES, MAX_VIOLATIONS,
+    TokenRejection, bounded,
+};
 
 /// ErrorInfo domain of every roster error.
 const DOMAIN: &str = "roster";
-
-/// Error details travel in response headers (trailers), which clients cap (16 KiB is common):
-/// an answer over the cap reaches the caller as a protocol error instead of the status. Echoed
-/// input (a 6 KiB key in a field path) is therefore shortened, and the violations are capped.
-/// Budgets are in bytes: worst case about 12 KiB once percent- and base64-encoded. A field path
-/// naming a user by its longest id (`users[<255 characters>].id`) fits whole.
-const MAX_MESSAGE_BYTES: usize = 1024;
-const MAX_FIELD_BYTES: usize = 320;
-const MAX_DESCRIPTION_BYTES: usize = 256;
-const MAX_VIOLATIONS: usize = 10;
 
 impl From<Error> for Status {
     fn from(err: Error) -> Status {

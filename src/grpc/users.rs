@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use tonic::{Request, Response, Status};
 
 use super::caller;
-use super::convert::{self, struct_to_json, user_fields};
+use super::convert::{self, struct_to_map, user_fields};
 use crate::app::{App, QueryRequest};
 use crate::domain::access::Caller;
 use crate::domain::lifecycle::DeleteOptionsInput;
@@ -12,7 +12,6 @@ use crate::domain::lifecycle_request::LifecycleRequest;
 use crate::domain::partial::PartialUpdate;
 use crate::domain::presence::AsOf;
 use crate::domain::user::User;
-use crate::error::Error;
 use crate::grpc::pb::{self, user_service_server::UserService};
 
 pub struct UserApi {
@@ -52,13 +51,6 @@ pub(super) fn user_map(users: Vec<User>, as_of: AsOf) -> HashMap<String, pb::Use
         .collect()
 }
 
-fn json_of(
-    s: prost_types::Struct,
-    at: &str,
-) -> Result<serde_json::Map<String, serde_json::Value>, Error> {
-    struct_to_json(s, at).map_err(|v| Error::InvalidArgument(vec![v]))
-}
-
 #[tonic::async_trait]
 impl UserService for UserApi {
     async fn update_users(
@@ -90,7 +82,7 @@ impl UserService for UserApi {
                 Ok(PartialUpdate {
                     id: u.id,
                     set: match u.set {
-                        Some(s) => json_of(s, &format!("users[{i}].set"))?,
+                        Some(s) => struct_to_map(s, &format!("users[{i}].set"))?,
                         None => Default::default(),
                     },
                     unset: u.unset,
@@ -124,7 +116,7 @@ impl UserService for UserApi {
         let caller = caller(&request);
         let req = request.into_inner();
         let query = QueryRequest {
-            filter: req.filter.map(|s| json_of(s, "filter")).transpose()?,
+            filter: req.filter.map(|s| struct_to_map(s, "filter")).transpose()?,
             sort: req
                 .sort
                 .into_iter()

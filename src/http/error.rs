@@ -19,7 +19,10 @@ use serde_json::{Map, Value, json};
 
 use crate::domain::access::TokenRefusal;
 use crate::domain::token::TimeProblem;
-use crate::error::{Error, TokenRejection, bounded};
+use crate::error::{
+    Error, MAX_DESCRIPTION_BYTES, MAX_FIELD_BYTES, MAX_MESSAGE_BYTES, MAX_VIOLATIONS,
+    TokenRejection, bounded,
+};
 
 /// Stream's error codes.
 const INPUT: i32 = 4;
@@ -29,12 +32,6 @@ const NOT_FOUND: i32 = 16;
 const NOT_ALLOWED: i32 = 17;
 const TOKEN_EXPIRED: i32 = 40;
 const INTERNAL: i32 = -1;
-
-/// Echoed input is bounded, as in gRPC answers.
-const MAX_MESSAGE_BYTES: usize = 1024;
-const MAX_FIELD_BYTES: usize = 320;
-const MAX_DESCRIPTION_BYTES: usize = 256;
-const MAX_VIOLATIONS: usize = 10;
 
 /// A refusal, as the HTTP door answers it.
 #[derive(Debug, Clone)]

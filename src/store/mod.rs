@@ -83,8 +83,8 @@ impl WriteTx {
     }
 }
 
-/// How long a call waits for a pooled connection unless configured otherwise.
-pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long, in milliseconds, a call waits for a pooled connection unless configured otherwise.
+pub const DEFAULT_ACQUIRE_TIMEOUT_MS: u64 = 2000;
 
 /// How long a pooled connection may sit unused before it is pinged on its next checkout.
 const IDLE_BEFORE_PING: Duration = Duration::from_secs(5);
@@ -132,7 +132,7 @@ impl Store {
         Self::connect_with(
             url,
             max_connections,
-            DEFAULT_ACQUIRE_TIMEOUT,
+            Duration::from_millis(DEFAULT_ACQUIRE_TIMEOUT_MS),
             DEFAULT_STATEMENT_CACHE,
         )
         .await
