@@ -223,7 +223,7 @@ pub async fn serve(
 
     shutdown.await;
     tracing::info!("shutting down");
-    health.set_serving(false).await;
+    health.close().await;
     let drained = wind_down(&bus, &tasks, grace, Some(store)).await;
     if drained && server.is_finished() {
         server.await??;
@@ -246,7 +246,7 @@ async fn watch_database(mut probe: Probe, health: Health, stop: CancellationToke
             () = stop.cancelled() => break,
         }
         let answered = probe.check().await;
-        if answered != up && !stop.is_cancelled() {
+        if answered != up {
             up = answered;
             if up {
                 tracing::info!("the database answers again: serving");

@@ -2,6 +2,7 @@
 //! and the plaintext health-only port, with the health status both report.
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -37,6 +38,9 @@ type HealthService =
 pub struct Health {
     reporter: HealthReporter,
     service: HealthService,
+    /// Set once shutdown begins: from then on nothing turns health back to SERVING (such as the
+    /// database probe seeing the database answer again).
+    closing: Arc<AtomicBool>,
 }
 
 impl Health {
@@ -45,14 +49,19 @@ impl Health {
         let service = tonic_health::pb::health_server::HealthServer::new(
             tonic_health::server::HealthService::from_health_reporter(reporter.clone()),
         );
-        let health = Health { reporter, service };
+        let health = Health {
+            reporter,
+            service,
+            closing: Arc::default(),
+        };
         health.set_serving(false).await;
         health
     }
 
-    /// SERVING or NOT_SERVING, overall and for every roster service.
+    /// SERVING or NOT_SERVING, overall and for every roster service. Once `close` was called,
+    /// NOT_SERVING whatever is asked.
     pub async fn set_serving(&self, serving: bool) {
-        let status = if serving {
+        let status = if serving && !self.closing.load(Ordering::SeqCst) {
             ServingStatus::Serving
         } else {
             ServingStatus::NotServing
@@ -61,6 +70,12 @@ impl Health {
         for name in SERVICE_NAMES {
             self.reporter.set_service_status(name, status).await;
         }
+    }
+
+    /// NOT_SERVING for good: shutdown has begun.
+    pub async fn close(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+        self.set_serving(false).await;
     }
 
     /// Serves health alone, in plaintext, on `listener` (for kubelet probes when the main port
@@ -206,4 +221,36 @@ fn tls_config(config: &Config) -> anyhow::Result<Option<tonic::transport::Server
             .client_auth_optional(false);
     }
     Ok(Some(tls))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_server::Health as _;
+
+    async fn overall(health: &Health) -> i32 {
+        let service =
+            tonic_health::server::HealthService::from_health_reporter(health.reporter.clone());
+        service
+            .check(tonic::Request::new(HealthCheckRequest {
+                service: String::new(),
+            }))
+            .await
+            .expect("the overall status is known")
+            .into_inner()
+            .status
+    }
+
+    #[tokio::test]
+    async fn once_closed_nothing_turns_health_back_to_serving() {
+        let health = Health::new().await;
+        assert_eq!(overall(&health).await, ServingStatus::NotServing as i32);
+        health.set_serving(true).await;
+        assert_eq!(overall(&health).await, ServingStatus::Serving as i32);
+        health.close().await;
+        // The database probe sees the database answer again while shutdown drains.
+        health.set_serving(true).await;
+        assert_eq!(overall(&health).await, ServingStatus::NotServing as i32);
+    }
 }
