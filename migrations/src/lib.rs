@@ -7,6 +7,7 @@ mod m0002_tasks;
 mod m0003_events;
 mod m0004_moderation;
 mod m0005_task_attempts;
+mod m0006_feed_clock;
 
 pub struct Migrator;
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0003_events::Migration),
             Box::new(m0004_moderation::Migration),
             Box::new(m0005_task_attempts::Migration),
+            Box::new(m0006_feed_clock::Migration),
         ]
     }
 }

@@ -28,6 +28,17 @@ pub struct Ban {
 }
 
 impl Ban {
+    /// The same ban, made at `now` instead: its expiry moves with it. (A request is checked before
+    /// the user is locked, and the ban is made once it is.)
+    pub fn made_at(self, now: Micros) -> Ban {
+        let later = now.saturating_sub(self.banned_at);
+        Ban {
+            banned_at: now,
+            expires: self.expires.map(|expires| expires.saturating_add(later)),
+            ..self
+        }
+    }
+
     /// The ban counts until (not including) its expiry.
     pub fn in_force(&self, at: Micros) -> bool {
         self.expires.is_none_or(|expires| at < expires)
@@ -170,6 +181,15 @@ mod tests {
         let forever = request(0).ban(1_000).unwrap();
         assert_eq!(forever.expires, None);
         assert!(forever.in_force(i64::MAX));
+    }
+
+    #[test]
+    fn a_ban_made_later_keeps_its_length() {
+        let ban = request(2).ban(1_000).unwrap().made_at(5_000);
+        assert_eq!(ban.banned_at, 5_000);
+        assert_eq!(ban.expires, Some(5_000 + 120_000_000));
+        let forever = request(0).ban(1_000).unwrap().made_at(5_000);
+        assert_eq!((forever.banned_at, forever.expires), (5_000, None));
     }
 
     #[test]

@@ -21,10 +21,11 @@ impl Store {
         new: NewDevice,
         actor: &Actor,
     ) -> Result<Device> {
-        let now = self.now();
-        let device = new.device(now)?;
-        let tx = self.write().await?;
+        let mut device = new.device(self.now())?;
+        let mut tx = self.write().await?;
         let mut user = lock_live_user(&tx.txn, user_id).await?;
+        let now = tx.now();
+        device.created_at = now;
         if let Some(existing) = user.devices.iter().find(|d| d.id == device.id) {
             return Ok(existing.clone());
         }
@@ -70,9 +71,9 @@ impl Store {
     /// Removes one device.
     #[tracing::instrument(level = "debug", skip(self, actor), err(level = "debug"))]
     pub async fn delete_device(&self, user_id: &str, device_id: &str, actor: &Actor) -> Result<()> {
-        let now = self.now();
-        let tx = self.write().await?;
+        let mut tx = self.write().await?;
         let mut user = lock_live_user(&tx.txn, user_id).await?;
+        let now = tx.now();
         let removed = device::Entity::delete_many()
             .filter(D::UserId.eq(user_id.to_owned()))
             .filter(D::Id.eq(device_id.to_owned()))

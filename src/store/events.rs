@@ -85,7 +85,14 @@ impl NewEvent {
 }
 
 /// Appends events inside the caller's transaction, after the writes they describe. `at` is the
-/// time of the change (the writer's `now`).
+/// time of the change (the writer's `now`, see `WriteTx::now`).
+///
+/// On PostgreSQL writers of different users run side by side, and each draws its sequences when
+/// it inserts, so a writer that read the clock earlier may draw later sequences. The statement
+/// therefore stamps its events with the feed clock (`feed_clock`), moved forward to `at` if
+/// behind, under that row's lock, which it holds until it ends: the next writer's events get
+/// both a later time and later sequences. So event times never decrease along the feed. Only
+/// the append and the commit run one writer at a time.
 pub(crate) async fn append(
     txn: &impl ConnectionTrait,
     actor: &Actor,
@@ -95,16 +102,42 @@ pub(crate) async fn append(
     if events.is_empty() {
         return Ok(());
     }
-    txn.execute_raw(insert_events(txn.get_database_backend(), actor, at, events))
-        .await?;
+    let count = events.len() as u64;
+    let written = txn
+        .execute_raw(insert_events(txn.get_database_backend(), actor, at, events))
+        .await?
+        .rows_affected();
+    if written != count {
+        // Only a missing feed clock row makes the statement insert nothing.
+        return Err(Error::Internal(format!(
+            "appended {written} of {count} change-feed events: is the feed_clock row missing?"
+        )));
+    }
     Ok(())
 }
 
+/// The newest time in the feed (0 when it is empty): where SQLite's writer slot starts its clock.
+pub(crate) async fn newest_time(txn: &impl ConnectionTrait) -> Result<Micros> {
+    let row = txn
+        .query_one_raw(Statement::from_string(
+            txn.get_database_backend(),
+            "SELECT COALESCE(MAX(at), 0) AS at FROM user_events",
+        ))
+        .await?;
+    Ok(row
+        .and_then(|row| row.try_get::<i64>("", "at").ok())
+        .unwrap_or(0))
+}
+
 /// The events' INSERT, one row per event. The snapshots go as text, which the database reads as
-/// JSON. On PostgreSQL the statement takes the feed writers' lock itself, so appending costs one
-/// round trip: the lock is the statement's one-time filter (an InitPlan), which PostgreSQL
-/// evaluates before the first row leaves the VALUES list, so before any sequence number is drawn,
-/// which is all the followers' gap rule needs.
+/// JSON.
+///
+/// On PostgreSQL the statement also takes the feed writers' shared lock and the feed clock, so
+/// appending costs one round trip. The lock is the statement's one-time filter (an InitPlan),
+/// evaluated before the first row leaves the VALUES list, so before any sequence number is drawn,
+/// which is all the followers' gap rule needs. The clock is the UPDATE in `clock`: every row
+/// joins its one row, so no row (and no sequence) comes out before the UPDATE holds the lock;
+/// one that waited reads the clock as the writer before it committed it.
 fn insert_events(
     backend: DatabaseBackend,
     actor: &Actor,
@@ -112,33 +145,64 @@ fn insert_events(
     events: Vec<NewEvent>,
 ) -> Statement {
     const COLUMNS: usize = 8;
-    let mut sql = SqlText::with_capacity(backend, 256, events.len() * COLUMNS + 1);
+    let mut sql = SqlText::with_capacity(backend, 256, events.len() * COLUMNS + 2);
+    let postgres = sql.postgres();
+    if postgres {
+        sql.push("WITH clock AS (UPDATE feed_clock SET at = GREATEST(at, ");
+        sql.bind(at);
+        sql.push(") WHERE id = 1 RETURNING at) ");
+    }
     sql.push(
         "INSERT INTO user_events (kind, user_id, actor, caller, created_by_id, at, snapshot, role) ",
     );
-    let postgres = sql.postgres();
-    sql.push(if postgres {
-        "SELECT * FROM (VALUES "
+    if postgres {
+        sql.push(
+            "SELECT v.kind, v.user_id, v.actor, v.caller, v.created_by_id, clock.at, v.snapshot, \
+             v.role FROM (VALUES ",
+        );
     } else {
-        "VALUES "
-    });
+        sql.push("VALUES ");
+    }
     for (i, e) in events.into_iter().enumerate() {
         if i > 0 {
             sql.push(", ");
         }
-        sql.row([
-            (e.kind.as_str().into(), ""),
-            (e.user_id.into(), ""),
-            (actor.name().into(), ""),
-            (actor.caller.clone().into(), ""),
-            (actor.created_by_id.clone().into(), ""),
-            (at.into(), ""),
-            (e.snapshot.into(), "::jsonb"),
-            (e.role.into(), ""),
-        ]);
+        let (kind, user_id) = (e.kind.as_str().into(), e.user_id.into());
+        let (name, caller, by) = (
+            actor.name().into(),
+            actor.caller.clone().into(),
+            actor.created_by_id.clone().into(),
+        );
+        let (snapshot, role) = ((e.snapshot.into(), "::jsonb"), (e.role.into(), ""));
+        if postgres {
+            sql.row([
+                (kind, ""),
+                (user_id, ""),
+                (name, ""),
+                (caller, ""),
+                (by, ""),
+                snapshot,
+                role,
+            ]);
+        } else {
+            let at = (at.into(), "");
+            sql.row([
+                (kind, ""),
+                (user_id, ""),
+                (name, ""),
+                (caller, ""),
+                (by, ""),
+                at,
+                snapshot,
+                role,
+            ]);
+        }
     }
     if postgres {
-        sql.push(") AS v WHERE (SELECT pg_advisory_xact_lock_shared(");
+        sql.push(
+            ") AS v (kind, user_id, actor, caller, created_by_id, snapshot, role), clock \
+             WHERE (SELECT pg_advisory_xact_lock_shared(",
+        );
         sql.bind(FEED_WRITERS_LOCK);
         sql.push(")) IS NOT NULL");
     }

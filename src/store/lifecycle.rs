@@ -7,11 +7,11 @@ use sea_orm::{
 };
 use serde_json::Value;
 
-use super::Store;
 use super::entities::user::{self, Column as U};
 use super::entities::{device, user_block};
 use super::events::NewEvent;
 use super::user_rows::{attach_owned, lock_user_rows};
+use super::{Store, WriteTx};
 use crate::domain::effects::{Immediate, ItemEffect, UserChange};
 use crate::domain::task::{NewTask, TaskPayload};
 use crate::domain::time::Micros;
@@ -25,11 +25,12 @@ impl Store {
     /// are written by one statement.
     pub(super) async fn change_named_users(
         &self,
-        txn: &DatabaseTransaction,
+        tx: &mut WriteTx,
         new: &NewTask,
     ) -> Result<(Immediate, Micros)> {
-        let mut rows = lock_user_rows(txn, new.user_ids.iter().cloned()).await?;
-        let now = self.now();
+        let mut rows = lock_user_rows(&tx.txn, new.user_ids.iter().cloned()).await?;
+        let now = tx.now();
+        let txn = &tx.txn;
         let TaskPayload::V1(options) = &new.payload;
         let mut owns = Vec::with_capacity(new.user_ids.len());
         let find = |id: &str| {
@@ -64,7 +65,8 @@ impl Store {
 
 /// Makes a task item's effect on one user (see [`ItemEffect`]), when it still applies to the
 /// user; gives the feed event it makes, if it changed anything. The user's row stays locked until
-/// the item commits.
+/// the item commits. `now` was read before the row was locked: the user's time never goes back
+/// behind what a writer that committed meanwhile stamped.
 pub(super) async fn apply_item_effect(
     txn: &DatabaseTransaction,
     effect: ItemEffect,
@@ -81,6 +83,7 @@ pub(super) async fn apply_item_effect(
     else {
         return Ok(None);
     };
+    let now = Ord::max(now, row.updated_at);
     let user = User::from(row);
     if !effect.applies_to(&user) {
         return Ok(None);

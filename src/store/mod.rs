@@ -59,8 +59,10 @@ pub struct Store {
     /// `db` for statements outside a write transaction (see `conn`).
     conn: conn::Conn,
     /// SQLite has one writer at a time; queueing writers here, in process, is cheaper than letting
-    /// them spin on SQLITE_BUSY. `None` on PostgreSQL, where row locks do the job.
-    sqlite_writer: Option<Arc<Mutex<()>>>,
+    /// them spin on SQLITE_BUSY. `None` on PostgreSQL, where row locks do the job. The slot keeps
+    /// the last `now` a writer was given (read from the feed at the first write), so that no
+    /// writer is given an earlier one, even if the system clock steps back.
+    sqlite_writer: Option<Arc<Mutex<Option<Micros>>>>,
     /// Every instant the store writes or compares comes from here.
     clock: Clock,
     presence: Presence,
@@ -73,10 +75,30 @@ pub struct Store {
 /// A write transaction (plus, on SQLite, the writer slot it holds until commit or drop).
 pub(crate) struct WriteTx {
     pub txn: DatabaseTransaction,
-    _slot: Option<OwnedMutexGuard<()>>,
+    slot: Option<OwnedMutexGuard<Option<Micros>>>,
+    clock: Clock,
 }
 
 impl WriteTx {
+    /// The time this transaction's writes are stamped with. Read it once the transaction holds
+    /// what orders those writes, so that a later writer never stamps an earlier time:
+    /// - on SQLite that is the writer slot, held from the start; the time is never before the
+    ///   last writer's;
+    /// - on PostgreSQL it is the rows the write changes, so read it after the locking reads.
+    ///   Writers of different users are not ordered by their rows; the feed's order is kept by
+    ///   `events::append`, which stamps events under the feed clock's lock.
+    pub fn now(&mut self) -> Micros {
+        let now = self.clock.now();
+        match self.slot.as_deref_mut() {
+            Some(last) => {
+                let now = last.map_or(now, |last| Ord::max(last, now));
+                *last = Some(now);
+                now
+            }
+            None => now,
+        }
+    }
+
     pub async fn commit(self) -> Result<()> {
         self.txn.commit().await?;
         Ok(())
@@ -167,7 +189,8 @@ impl Store {
             });
         let db = Database::connect(options).await?;
         let backend = db.get_database_backend();
-        let sqlite_writer = (backend == DatabaseBackend::Sqlite).then(|| Arc::new(Mutex::new(())));
+        let sqlite_writer =
+            (backend == DatabaseBackend::Sqlite).then(|| Arc::new(Mutex::new(None)));
         // Without named statements roster is behind a pooler in transaction mode (or may be):
         // each lone statement then runs in a transaction of its own (see `conn`).
         let pinned = backend == DatabaseBackend::Postgres && statement_cache == 0;
@@ -384,7 +407,15 @@ impl Store {
             ..Default::default()
         };
         let txn = self.db.begin_with_options(options).await?;
-        Ok(WriteTx { txn, _slot: slot })
+        let mut slot = slot;
+        if let Some(last @ None) = slot.as_deref_mut() {
+            *last = Some(events::newest_time(&txn).await?);
+        }
+        Ok(WriteTx {
+            txn,
+            slot,
+            clock: self.clock.clone(),
+        })
     }
 }
 

@@ -28,11 +28,12 @@ impl Store {
     /// Bans a user (replacing any ban it has) and returns it as it is now.
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"), fields(user_id = %request.target_user_id))]
     pub async fn ban_user(&self, request: BanRequest, actor: &Actor) -> Result<User> {
-        let now = self.now();
         let id = request.target_user_id.clone();
-        let ban = request.ban(now)?;
-        let tx = self.write().await?;
+        let ban = request.ban(self.now())?;
+        let mut tx = self.write().await?;
         let mut user = lock_live_user(&tx.txn, &id).await?;
+        let now = tx.now();
+        let ban = ban.made_at(now);
         user::Entity::update(ban_columns(&id, Some(&ban), now))
             .exec(&tx.txn)
             .await?;
@@ -52,12 +53,12 @@ impl Store {
     /// Lifts a user's ban (expired or not). A user without a ban is left alone.
     #[tracing::instrument(level = "debug", skip(self, actor), err(level = "debug"))]
     pub async fn unban_user(&self, id: &str, actor: &Actor) -> Result<User> {
-        let now = self.now();
-        let tx = self.write().await?;
+        let mut tx = self.write().await?;
         let mut user = lock_live_user(&tx.txn, id).await?;
         if user.ban.is_none() {
             return Ok(user);
         }
+        let now = tx.now();
         user::Entity::update(ban_columns(id, None, now))
             .exec(&tx.txn)
             .await?;
@@ -121,9 +122,9 @@ impl Store {
         blocked_user_id: &str,
         actor: &Actor,
     ) -> Result<Block> {
-        let now = self.now();
-        let tx = self.write().await?;
+        let mut tx = self.write().await?;
         let mut user = lock_live_user(&tx.txn, user_id).await?;
+        let now = tx.now();
         let existing =
             user_block::Entity::find_by_id((user_id.to_owned(), blocked_user_id.to_owned()))
                 .one(&tx.txn)
@@ -185,9 +186,9 @@ impl Store {
         blocked_user_id: &str,
         actor: &Actor,
     ) -> Result<()> {
-        let now = self.now();
-        let tx = self.write().await?;
+        let mut tx = self.write().await?;
         let mut user = lock_live_user(&tx.txn, user_id).await?;
+        let now = tx.now();
         let removed = user_block::Entity::delete_many()
             .filter(B::UserId.eq(user_id.to_owned()))
             .filter(B::BlockedUserId.eq(blocked_user_id.to_owned()))

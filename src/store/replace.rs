@@ -59,6 +59,8 @@ pub(crate) struct Replaced {
 /// The fields of a user that only roster writes.
 pub(crate) struct ServerFields {
     pub created_at: i64,
+    /// As stored: never before the time of the version it replaced.
+    pub updated_at: i64,
     pub deactivated_at: Option<i64>,
     pub last_active: Option<i64>,
     pub revoke_tokens_issued_before: Option<i64>,
@@ -71,6 +73,7 @@ impl ServerFields {
     /// `user` with these server fields.
     pub fn apply(self, user: &mut User) {
         user.created_at = self.created_at;
+        user.updated_at = self.updated_at;
         user.deactivated_at = self.deactivated_at;
         user.last_active = self.last_active;
         user.revoke_tokens_issued_before = self.revoke_tokens_issued_before;
@@ -84,7 +87,7 @@ impl ServerFields {
 const RETURNED: &str = "users.id, users.created_at, users.deactivated_at, users.last_active, \
     users.revoke_tokens_issued_before, users.avg_response_time, users.pruned_at, \
     users.banned_at, users.ban_expires, users.ban_reason, users.shadow_banned, \
-    users.banned_by_id";
+    users.banned_by_id, users.updated_at";
 
 /// Writes `users` (each as if new: a user that exists keeps its server fields and takes only
 /// the `REPLACED_COLUMNS`). On PostgreSQL, returns what happened to each user, by id; a deleted
@@ -119,13 +122,21 @@ fn replace_sql(backend: sea_orm::DatabaseBackend, users: &[User]) -> Statement {
         }
         sql.row(insert_row(user));
     }
+    // `now` was read before the row was locked (the statement locks it): a replace that waited
+    // for a later writer of the same user keeps that writer's time rather than step back.
+    let postgres = sql.postgres();
     let set: Vec<String> = REPLACED_COLUMNS
         .iter()
-        .map(|c| format!("{0} = excluded.{0}", c.as_str()))
+        .map(|c| match (c, postgres) {
+            (Column::UpdatedAt, true) => {
+                format!("{0} = GREATEST(users.{0}, excluded.{0})", c.as_str())
+            }
+            _ => format!("{0} = excluded.{0}", c.as_str()),
+        })
         .collect();
     sql.push(" ON CONFLICT (id) DO UPDATE SET ");
     sql.push(&set.join(", "));
-    if sql.postgres() {
+    if postgres {
         sql.push(" WHERE users.deleted_at IS NULL RETURNING ");
         sql.push(RETURNED);
         sql.push(", ");
@@ -194,15 +205,16 @@ fn read_replaced(row: &sea_orm::QueryResult) -> Result<(String, Replaced), DbErr
         None => None,
     };
     let id: String = row.try_get_by_index(0)?;
-    let owns_devices: i32 = row.try_get_by_index(12)?;
-    let owns_blocks: i32 = row.try_get_by_index(13)?;
-    let created: bool = row.try_get_by_index(14)?;
+    let owns_devices: i32 = row.try_get_by_index(13)?;
+    let owns_blocks: i32 = row.try_get_by_index(14)?;
+    let created: bool = row.try_get_by_index(15)?;
     Ok((
         id,
         Replaced {
             created,
             server: ServerFields {
                 created_at: row.try_get_by_index(1)?,
+                updated_at: row.try_get_by_index(12)?,
                 deactivated_at: row.try_get_by_index(2)?,
                 last_active: row.try_get_by_index(3)?,
                 revoke_tokens_issued_before: row.try_get_by_index(4)?,

@@ -80,8 +80,9 @@ impl Store {
         if let Some(problem) = name_problem(name) {
             return Err(Error::invalid("name", problem));
         }
-        let tx = self.write().await?;
+        let mut tx = self.write().await?;
         self.lock_roles(&tx.txn).await?;
+        let now = tx.now();
         let existing = role::Entity::find_by_id(name.to_owned())
             .one(&tx.txn)
             .await?;
@@ -101,7 +102,7 @@ impl Store {
             name: Set(name.to_owned()),
             builtin: Set(false),
             channel_level: Set(false),
-            created_at: Set(self.now()),
+            created_at: Set(now),
         };
         let inserted = role::Entity::insert(model)
             .exec_with_returning(&tx.txn)
@@ -109,7 +110,7 @@ impl Store {
         events::append(
             &tx.txn,
             actor,
-            self.now(),
+            now,
             vec![NewEvent::role(EventKind::RoleCreated, name)],
         )
         .await?;
@@ -129,8 +130,9 @@ impl Store {
 
     #[tracing::instrument(level = "debug", skip(self), err(level = "debug"))]
     pub async fn delete_role(&self, name: &str, actor: &Actor) -> Result<()> {
-        let tx = self.write().await?;
+        let mut tx = self.write().await?;
         self.lock_roles(&tx.txn).await?;
+        let now = tx.now();
         let role = role::Entity::find_by_id(name.to_owned())
             .lock_exclusive()
             .one(&tx.txn)
@@ -163,7 +165,7 @@ impl Store {
         events::append(
             &tx.txn,
             actor,
-            self.now(),
+            now,
             vec![NewEvent::role(EventKind::RoleDeleted, name)],
         )
         .await?;

@@ -81,7 +81,7 @@ impl Store {
     /// reactivation that changes no user enqueues nothing and returns an empty task id.
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"), fields(kind = new.kind.as_str(), count = new.user_ids.len()))]
     pub async fn enqueue_lifecycle(&self, new: NewTask) -> Result<(String, Vec<User>)> {
-        let tx = self.write().await?;
+        let mut tx = self.write().await?;
         if let Some(request_id) = &new.request_id {
             // Retries of one request may arrive together: the first to take this lock enqueues,
             // the others wait and then find its task. (SQLite's writer slot already serializes.)
@@ -102,7 +102,7 @@ impl Store {
                 return Ok((seen.id, Vec::new()));
             }
         }
-        let (immediate, now) = self.change_named_users(&tx.txn, &new).await?;
+        let (immediate, now) = self.change_named_users(&mut tx, &new).await?;
         if !immediate.enqueues_task() {
             // Nothing was written; the transaction ends without a task.
             return Ok((String::new(), immediate.users));
@@ -134,8 +134,8 @@ impl Store {
     /// whose cancel was requested (`canceled`), one claimed `MAX_TASK_ATTEMPTS` times in a row
     /// without progress or whose payload does not decode after all (`failed`).
     pub async fn claim_task(&self, owner: &str, lease_micros: i64) -> Result<Claim> {
-        let tx = self.write().await?;
-        let now = self.now();
+        let mut tx = self.write().await?;
+        let now = tx.now();
         let candidate = task::Entity::find()
             .filter(T::Status.is_in(active()))
             .filter(T::LeaseExpiresAt.is_null().or(T::LeaseExpiresAt.lt(now)))
@@ -311,10 +311,7 @@ impl Store {
         items: &[(PendingItem, ItemOutcome)],
         last: bool,
     ) -> Result<(ItemCommit, Option<TaskUpdate>)> {
-        let tx = self.write().await?;
-        // After the transaction began: `updated_at` is when the change was made, not when it
-        // started to wait for a connection.
-        let now = self.now();
+        let mut tx = self.write().await?;
         let Some(row) = task::Entity::find_by_id(claimed.id.clone())
             .lock_exclusive()
             .one(&tx.txn)
@@ -322,6 +319,9 @@ impl Store {
         else {
             return Ok((ItemCommit::LeaseLost, None));
         };
+        // Once the task is locked: `updated_at` is when the change was made, not when it started
+        // to wait (each user's time is kept from going back by `apply_item_effect`).
+        let now = tx.now();
         if row.lease_owner.as_deref() != Some(owner)
             || row.status.parse().map_or(true, TaskStatus::is_terminal)
         {
@@ -414,8 +414,7 @@ impl Store {
     /// Sets the terminal status once every item is done: `completed`, or `failed` when any item
     /// ended in error.
     pub async fn complete_task(&self, task_id: &str, owner: &str) -> Result<()> {
-        let tx = self.write().await?;
-        let now = self.now();
+        let mut tx = self.write().await?;
         let Some(row) = task::Entity::find_by_id(task_id.to_owned())
             .lock_exclusive()
             .one(&tx.txn)
@@ -423,6 +422,7 @@ impl Store {
         else {
             return Ok(());
         };
+        let now = tx.now();
         if row.lease_owner.as_deref() != Some(owner) {
             return Ok(());
         }
@@ -490,13 +490,14 @@ impl Store {
 
     /// Requests cancellation: a pending task is canceled at once, a running one between items.
     pub async fn cancel_task(&self, task_id: &str) -> Result<()> {
-        let now = self.now();
-        let tx = self.write().await?;
+        let mut tx = self.write().await?;
         let row = task::Entity::find_by_id(task_id.to_owned())
             .lock_exclusive()
             .one(&tx.txn)
             .await?
             .ok_or_else(|| Error::TaskNotFound(task_id.to_owned()))?;
+        // The lease is judged by the time once the task is locked, not before.
+        let now = tx.now();
         let status = row.status.parse().unwrap_or(TaskStatus::Failed);
         if status.is_terminal() {
             return Err(Error::TaskFinished(task_id.to_owned()));

@@ -21,10 +21,10 @@ impl Store {
         before: Option<Micros>,
         actor: &Actor,
     ) -> Result<Vec<User>> {
-        let now = self.now();
-        let before = before.map_or(now, |b| Ord::min(b, now));
-        let tx = self.write().await?;
+        let mut tx = self.write().await?;
         let mut rows = lock_users(&tx.txn, ids.iter().cloned()).await?;
+        let now = tx.now();
+        let before = before.map_or(now, |b| Ord::min(b, now));
         let mut users = Vec::with_capacity(ids.len());
         for id in ids {
             let row = rows
@@ -59,11 +59,11 @@ impl Store {
     /// event is appended.
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"), fields(user_id = %user.fields.id))]
     pub async fn record_activity(&self, user: &mut User) -> Result<()> {
-        let now = self.now();
-        if !self.presence.needs_write(user.last_active, now) {
+        if !self.presence.needs_write(user.last_active, self.now()) {
             return Ok(());
         }
-        let tx = self.write().await?;
+        let mut tx = self.write().await?;
+        let now = tx.now();
         user::Entity::update_many()
             .col_expr(U::LastActive, Expr::value(now))
             .filter(U::Id.eq(user.fields.id.clone()))

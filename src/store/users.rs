@@ -26,7 +26,7 @@ impl Store {
                 f.violations(&at).into_iter().chain(dotted)
             })
             .collect();
-        let tx = self.write().await?;
+        let mut tx = self.write().await?;
         let scopes = self
             .role_scopes(&tx.txn, batch.iter().flat_map(UserFields::role_names))
             .await?;
@@ -40,7 +40,9 @@ impl Store {
         // cannot deadlock.
         let mut batch = batch;
         batch.sort_by(|a, b| a.id.cmp(&b.id));
-        let now = self.now();
+        // On PostgreSQL the statement locks the rows after this: it keeps the later of this and
+        // the stored time (see `replace`).
+        let now = tx.now();
         let (mut users, kinds, owns) = match self.backend() {
             sea_orm::DatabaseBackend::Postgres => {
                 // One statement writes and says what it did; see `replace`.
@@ -112,9 +114,9 @@ impl Store {
         actor: &Actor,
     ) -> Result<Vec<User>> {
         check_distinct_ids(&updates)?;
-        let tx = self.write().await?;
+        let mut tx = self.write().await?;
         let mut rows = lock_user_rows(&tx.txn, updates.iter().map(|u| u.id.clone())).await?;
-        let now = self.now();
+        let now = tx.now();
         // The rows as they were, to write back only what changed, and what each user owns.
         let mut before = Vec::with_capacity(updates.len());
         let mut owned = Vec::with_capacity(updates.len());

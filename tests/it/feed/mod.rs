@@ -24,6 +24,7 @@ use tonic_types::StatusExt;
 
 use crate::support::*;
 
+mod clock;
 mod events;
 mod gaps;
 mod order;

@@ -1,8 +1,10 @@
-//! Data written under the previous schema survives the last migration: the database is migrated
-//! one step short of the newest schema, rows are written into it with raw SQL as an older roster
-//! would have left them (users with custom data and settings, a custom role, a finished task, a
-//! change-feed event), then roster starts (and migrates, as it does on every start) and the rows
-//! are read back through the API. Fails if the last migration loses or mangles what was there.
+//! Data written under an earlier schema survives the last migrations: the database is migrated
+//! two steps short of the newest schema (the last two change what rows mean: m0005 the count of
+//! a task's claims, m0006 the feed's clock), rows are written into it with raw SQL as an older
+//! roster would have left them (users with custom data and settings, a custom role, a finished
+//! and an unfinished task, change-feed events), then roster starts (and migrates, as it does on
+//! every start) and the rows are read back through the API. Fails if the last migrations lose or
+//! mangle what was there.
 
 use std::sync::Arc;
 
@@ -34,7 +36,8 @@ const LONG_TASK_ID: &str = "0b7f2d7e-5c1a-4e8e-9d2a-6f3c1e0a0002";
 /// SQLite (JSON as text) and PostgreSQL (an untyped literal becomes `jsonb`).
 /// `recent`: when the task finished and the event happened, close enough to now that the
 /// retention purges at start leave them.
-fn old_rows(recent: i64) -> Vec<String> {
+/// `ahead`: the time of an event an older replica stamped with a clock running ahead.
+fn old_rows(recent: i64, ahead: i64) -> Vec<String> {
     vec![
         format!(
             "INSERT INTO roles (name, builtin, channel_level, created_at) \
@@ -97,6 +100,10 @@ fn old_rows(recent: i64) -> Vec<String> {
             "INSERT INTO user_events (kind, user_id, actor, caller, created_by_id, at, snapshot, \
              role) VALUES ('user.created', 'old-full', 'admin-1', 'svc-old', 'admin-1', {recent}, \
              NULL, NULL)"
+        ),
+        format!(
+            "INSERT INTO user_events (kind, user_id, actor, caller, created_by_id, at, snapshot, \
+             role) VALUES ('user.updated', 'old-full', 'admin-1', NULL, NULL, {ahead}, NULL, NULL)"
         ),
     ]
 }
@@ -199,11 +206,11 @@ async fn rows_written_under_the_previous_schema_read_back_the_same_after_the_las
     let db = Arc::new(TestDb::create().await);
     let steps = Migrator::migrations().len();
     assert!(
-        steps >= 4,
-        "the old rows need users, roles, tasks and events (migrations 1-3) and a migration after \
-         them; there are {steps}"
+        steps >= 5,
+        "the old rows need users, roles, tasks and events (migrations 1-3) and two migrations \
+         after them; there are {steps}"
     );
-    let previous = u32::try_from(steps - 1).expect("few migrations");
+    let previous = u32::try_from(steps - 2).expect("few migrations");
     let conn = Database::connect(db.url()).await.expect("connect");
     Migrator::up(&conn, Some(previous))
         .await
@@ -214,11 +221,12 @@ async fn rows_written_under_the_previous_schema_read_back_the_same_after_the_las
         .len();
     assert_eq!(
         applied,
-        steps - 1,
-        "one migration short of the newest schema"
+        steps - 2,
+        "two migrations short of the newest schema"
     );
     let recent = now_micros() - 60_000_000;
-    for sql in old_rows(recent) {
+    let ahead = now_micros() + 600_000_000;
+    for sql in old_rows(recent, ahead) {
         conn.execute_unprepared(&sql)
             .await
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
@@ -233,7 +241,10 @@ async fn rows_written_under_the_previous_schema_read_back_the_same_after_the_las
         .expect("list applied migrations")
         .len();
     conn.close().await.expect("close");
-    assert_eq!(applied, steps, "roster applied the last migration on start");
+    assert_eq!(
+        applied, steps,
+        "roster applied the last migrations on start"
+    );
 
     // GetUser.
     assert_full_user(&srv.get_ok("old-full").await, "GetUser old-full");
@@ -341,6 +352,27 @@ async fn rows_written_under_the_previous_schema_read_back_the_same_after_the_las
         "created_by_id"
     );
     assert_eq!(micros(&events[0].at), recent, "event time");
+    // The feed's clock starts at the newest event already there: a change made now is not
+    // stamped before it, though the old replica's clock ran 10 minutes ahead.
+    srv.upsert_ok([user("after-upgrade")]).await;
+    let events = srv.events(&[], 3).await;
+    assert_eq!(
+        micros(&events[1].at),
+        ahead,
+        "{:?}",
+        brief_event(&events[1])
+    );
+    assert_eq!(
+        events[2].user_id,
+        "after-upgrade",
+        "{:?}",
+        brief_event(&events[2])
+    );
+    assert!(
+        micros(&events[2].at) >= ahead,
+        "a change after the upgrade is stamped {} before the newest old event",
+        ahead - micros(&events[2].at)
+    );
 
     srv.stop().await.expect("run returns Ok after shutdown");
 }
