@@ -12,6 +12,7 @@ mod hostile;
 mod lifecycle;
 mod moderation;
 mod one_truth;
+mod shedding;
 mod users;
 
 /// The API secret the door's tests sign server tokens with.
