@@ -191,6 +191,19 @@ pub async fn seed(
     Ok(())
 }
 
+/// `ANALYZE users` on PostgreSQL (nothing on SQLite): statistics as autovacuum would have made
+/// them by now.
+pub async fn analyze(url: &str) -> anyhow::Result<()> {
+    let db = Database::connect(url)
+        .await
+        .with_context(|| format!("connecting to {url} to analyze"))?;
+    if db.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+        db.execute_unprepared("ANALYZE users").await?;
+    }
+    db.close().await?;
+    Ok(())
+}
+
 async fn insert_chunk(
     db: &DatabaseConnection,
     population: &Population,

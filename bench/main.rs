@@ -492,11 +492,16 @@ impl Bench {
         Ok(Clients::new(channels))
     }
 
-    /// Adds users `from..to` to the floor's database alone (roster created them itself).
+    /// Adds users `from..to` to the floor's database alone (roster created them itself). The
+    /// seeding analyzes the floor's database; roster's is analyzed too, so that neither side's
+    /// planner knows more than the other's.
     async fn seed_floor(&self, from: u64, to: u64) -> anyhow::Result<()> {
         let started = Instant::now();
         let base = chrono::Utc::now().timestamp_micros();
         data::seed(&self.floor_db.url, &self.population, from, to, base).await?;
+        if let Some(url) = &self.roster_db_url {
+            data::analyze(url).await?;
+        }
         eprintln!(
             "seeded users {from}..{to} in the floor's database in {:.1} s",
             started.elapsed().as_secs_f64()
