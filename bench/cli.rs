@@ -103,8 +103,8 @@ pub struct Args {
     /// `--tiny`: both). `feed`, `delete-task`, `import` and `round-trips` are gRPC only.
     #[arg(long, value_enum, value_delimiter = ',')]
     pub door: Vec<Door>,
-    /// Users written by `upsert` (a multiple of 100) and deleted by `delete-task`, at each
-    /// concurrency; `partial` and `get` pick among all of them.
+    /// Users written by `upsert` (a multiple of 100) through each door and deleted by
+    /// `delete-task`, at each concurrency; `partial` and `get` pick among all of them.
     #[arg(long, default_value_t = 10_000)]
     pub users: u64,
     /// UpdateUsersPartial requests (one user each).
