@@ -44,11 +44,40 @@ pub const ALL_SCENARIOS: [Scenario; 8] = [
     Scenario::RoundTrips,
 ];
 
+/// The way into roster a scenario's requests take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Door {
+    /// roster's gRPC API (tonic, HTTP/2).
+    Grpc,
+    /// The Stream-compatible HTTP door (JSON over HTTP/1.1, keep-alive connections): `upsert`,
+    /// `partial`, `get` (a QueryUsers by id: Stream's API has no GetUser) and `query` only.
+    Http,
+}
+
+impl Door {
+    pub fn name(self) -> &'static str {
+        match self {
+            Door::Grpc => "grpc",
+            Door::Http => "http",
+        }
+    }
+}
+
+/// The scenarios the HTTP door runs; the others are gRPC only.
+pub const HTTP_SCENARIOS: [Scenario; 4] = [
+    Scenario::Upsert,
+    Scenario::Partial,
+    Scenario::Get,
+    Scenario::Query,
+];
+
 /// The concurrencies `import` runs at.
 pub const IMPORT_CONCURRENCY: [usize; 2] = [1, 4];
 
-/// Measures roster over gRPC, and the same SQL sent straight to a database of the same kind (the
-/// floor), in one run. See BENCHMARKS.md.
+/// Measures roster over gRPC (and over its Stream-compatible HTTP door with `--door`), and the
+/// same SQL sent straight to a database of the same kind (the floor), in one run. See
+/// BENCHMARKS.md.
 #[derive(Debug, Parser)]
 #[command(name = "roster-bench", version)]
 pub struct Args {
@@ -69,8 +98,13 @@ pub struct Args {
     /// Scenarios to run (comma-separated); default all. `feed` needs `upsert`.
     #[arg(long, value_enum, value_delimiter = ',')]
     pub scenarios: Vec<Scenario>,
-    /// Users written by `upsert` (a multiple of 100) and deleted by `delete-task`, at each
-    /// concurrency; `partial` and `get` pick among all of them.
+    /// Doors to send `upsert`, `partial`, `get` and `query` through (comma-separated), each
+    /// beside the other at each concurrency, against the same floor; default `grpc` (with
+    /// `--tiny`: both). `feed`, `delete-task`, `import` and `round-trips` are gRPC only.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub door: Vec<Door>,
+    /// Users written by `upsert` (a multiple of 100) through each door and deleted by
+    /// `delete-task`, at each concurrency; `partial` and `get` pick among all of them.
     #[arg(long, default_value_t = 10_000)]
     pub users: u64,
     /// UpdateUsersPartial requests (one user each).
@@ -91,7 +125,8 @@ pub struct Args {
     #[arg(long, default_value_t = 200_000)]
     pub import_users: u64,
     /// A small run that only checks the command works (CI): 300 users, 300 updates and reads,
-    /// 30 queries at 4000 and 8000 users (a full page of matches needs 2400), 2000 imported.
+    /// 30 queries at 4000 and 8000 users (a full page of matches needs 2400), 2000 imported;
+    /// both doors unless `--door` says otherwise.
     #[arg(long)]
     pub tiny: bool,
     /// Write the report as JSON here too.
@@ -101,6 +136,9 @@ pub struct Args {
     /// Server RSS is then not reported.
     #[arg(long)]
     pub addr: Option<String>,
+    /// With `--addr` and `--door http`: the address of that roster's HTTP door (`host:port`).
+    #[arg(long, requires = "addr")]
+    pub http_addr: Option<String>,
     /// With `--addr`: the database URL that roster uses, so that `query` can bulk-insert users to
     /// reach its sizes. Without it, query sizes above the users present are skipped.
     #[arg(long, requires = "addr")]
@@ -126,6 +164,14 @@ impl Args {
         }
         self.scenarios.sort();
         self.scenarios.dedup();
+        if self.door.is_empty() {
+            self.door = match self.tiny {
+                true => vec![Door::Grpc, Door::Http],
+                false => vec![Door::Grpc],
+            };
+        }
+        self.door.sort();
+        self.door.dedup();
         self.query_sizes.sort_unstable();
         self.query_sizes.dedup();
         self.concurrency.sort_unstable();
@@ -146,10 +192,22 @@ impl Args {
             !self.runs(Scenario::Feed) || self.runs(Scenario::Upsert),
             "the feed scenario is measured during upsert: add upsert to --scenarios"
         );
+        anyhow::ensure!(
+            self.addr.is_none() || self.http_addr.is_some() || !self.door.contains(&Door::Http),
+            "--door http with --addr needs --http-addr (the HTTP door of that roster)"
+        );
         Ok(self)
     }
 
     pub fn runs(&self, scenario: Scenario) -> bool {
         self.scenarios.contains(&scenario)
+    }
+
+    /// The doors `scenario` goes through in this run (gRPC alone for those HTTP does not cover).
+    pub fn doors(&self, scenario: Scenario) -> Vec<Door> {
+        match HTTP_SCENARIOS.contains(&scenario) {
+            true => self.door.clone(),
+            false => vec![Door::Grpc],
+        }
     }
 }

@@ -62,16 +62,27 @@ impl Population {
         format!("{}-{n:07}", self.prefix)
     }
 
+    /// User number `n`'s fields, whatever the door.
+    fn fields(&self, n: u64) -> Fields {
+        let h = mix(n);
+        Fields {
+            id: self.id(n),
+            name: format!("Bench User {n}"),
+            image: format!("https://images.example.com/avatars/{n}.png"),
+            role: ROLES[(h % 4) as usize],
+            custom: custom(n, h),
+        }
+    }
+
     /// User number `n` as UpdateUsers takes it.
     pub fn request(&self, n: u64) -> pb::UserRequest {
-        let h = mix(n);
-        let custom = custom(n, h);
+        let f = self.fields(n);
         pb::UserRequest {
-            id: self.id(n),
-            name: Some(format!("Bench User {n}")),
-            image: Some(format!("https://images.example.com/avatars/{n}.png")),
-            role: Some(ROLES[(h % 4) as usize].to_owned()),
-            custom: Some(roster::grpc::convert::json_to_struct(&custom)),
+            id: f.id,
+            name: Some(f.name),
+            image: Some(f.image),
+            role: Some(f.role.to_owned()),
+            custom: Some(roster::grpc::convert::json_to_struct(&f.custom)),
             language: "en".to_owned(),
             invisible: false,
             teams: Vec::new(),
@@ -81,6 +92,21 @@ impl Population {
         }
     }
 
+    /// User number `n` as Stream's upsert takes it (the HTTP door's `UserRequest`): the same
+    /// fields as `request`.
+    pub fn stream_user(&self, n: u64) -> Value {
+        let f = self.fields(n);
+        json!({
+            "id": f.id,
+            "name": f.name,
+            "image": f.image,
+            "role": f.role,
+            "custom": f.custom,
+            "language": "en",
+            "invisible": false,
+        })
+    }
+
     /// User number `n` as the row roster writes for it when it is created at `created_at`: the
     /// request goes through roster's own conversion and row mapping.
     pub fn row(&self, n: u64, created_at: Micros) -> anyhow::Result<user::Model> {
@@ -88,6 +114,15 @@ impl Population {
             .map_err(|e| anyhow::anyhow!("seed user {n}: {e}"))?;
         Ok(user::Model::from(&User::new(fields, created_at)))
     }
+}
+
+/// What a user of the bench is made of, before either door's shape.
+struct Fields {
+    id: String,
+    name: String,
+    image: String,
+    role: &'static str,
+    custom: Map<String, Value>,
 }
 
 fn custom(n: u64, h: u64) -> Map<String, Value> {
@@ -156,6 +191,19 @@ pub async fn seed(
     Ok(())
 }
 
+/// `ANALYZE users` on PostgreSQL (nothing on SQLite): statistics as autovacuum would have made
+/// them by now.
+pub async fn analyze(url: &str) -> anyhow::Result<()> {
+    let db = Database::connect(url)
+        .await
+        .with_context(|| format!("connecting to {url} to analyze"))?;
+    if db.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+        db.execute_unprepared("ANALYZE users").await?;
+    }
+    db.close().await?;
+    Ok(())
+}
+
 async fn insert_chunk(
     db: &DatabaseConnection,
     population: &Population,
@@ -194,6 +242,26 @@ mod tests {
             .count();
         // 1 in 80 expected: 100 of 8000.
         assert!((60..140).contains(&matching), "{matching} of {total} match");
+    }
+
+    #[test]
+    fn both_doors_send_the_same_user() {
+        let population = Population::new();
+        let request = population.request(42);
+        let custom = request
+            .custom
+            .clone()
+            .and_then(|s| roster::grpc::convert::struct_to_json(s, "custom").ok());
+        let expected = json!({
+            "id": request.id,
+            "name": request.name,
+            "image": request.image,
+            "role": request.role,
+            "custom": custom,
+            "language": request.language,
+            "invisible": request.invisible,
+        });
+        assert_eq!(population.stream_user(42), expected);
     }
 
     #[test]

@@ -1,9 +1,12 @@
-//! `roster-bench`: runs roster's scenarios over gRPC and the same SQL straight against a database
-//! of the same kind (the floor), in one run, and reports both side by side. See BENCHMARKS.md.
+//! `roster-bench`: runs roster's scenarios over gRPC (and over the Stream-compatible HTTP door)
+//! and the same SQL straight against a database of the same kind (the floor), in one run, and
+//! reports them side by side. See BENCHMARKS.md.
 mod cli;
 mod data;
 mod databases;
+mod doors;
 mod floor;
+mod http_door;
 mod load;
 mod report;
 mod roundtrips;
@@ -17,10 +20,12 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Parser;
 
-use cli::{Args, DbKind, IMPORT_CONCURRENCY, Scenario};
+use cli::{Args, DbKind, Door, IMPORT_CONCURRENCY, Scenario};
 use data::Population;
 use databases::FreshDb;
+use doors::{Way, Work};
 use floor::Floor;
+use http_door::HttpDoor;
 use report::{ImportRow, Memory, Report, RoundTripRow, Row, Stats};
 use scenarios::Clients;
 use server::Server;
@@ -43,6 +48,7 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     report.command = command;
+    report.compare_doors();
     report.check_targets();
     print!("{}", report.table());
     if let Some(path) = &args.json {
@@ -80,7 +86,7 @@ impl Bench {
         std::fs::create_dir_all(&log_dir)?;
         let (server, roster_db, roster_db_url) = match &args.addr {
             Some(addr) => (
-                Server::existing(addr).await?,
+                Server::existing(addr, args.http_addr.as_deref()).await?,
                 None,
                 args.addr_database_url.clone(),
             ),
@@ -131,46 +137,64 @@ impl Bench {
         scenarios::prepare_roles(&self.clients(1).await?).await?;
         let mut rows = Vec::new();
         let mut notes = Vec::new();
-        // Each concurrency's `upsert` creates its own `users` users; `partial` and `get` pick
-        // among all of them, and each concurrency's `delete-task` deletes one round's users.
-        let created = users * args.concurrency.len() as u64;
+        // Each concurrency's `upsert` creates its own `users` users through each door (door `d`
+        // of the upsert's doors, round `r`: from user `(d * rounds + r) * users`); `partial` and
+        // `get` pick among all of them, and each concurrency's `delete-task` deletes one round's
+        // users of the first door.
+        let rounds = args.concurrency.len() as u64;
+        let per_door = users * rounds;
+        let upsert_doors = match args.runs(Scenario::Upsert) {
+            true => args.doors(Scenario::Upsert),
+            false => vec![Door::Grpc],
+        };
+        let created = per_door * upsert_doors.len() as u64;
 
         if args.runs(Scenario::Upsert) {
             // Each round's follower starts where the last one stopped, not replaying its events.
             let mut feed_seen = 0;
             for (round, &c) in args.concurrency.iter().enumerate() {
-                let first = round as u64 * users;
-                let started = Instant::now();
-                let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-                let follower = match args.runs(Scenario::Feed) {
-                    true => Some(tokio::spawn(scenarios::follow_feed(
-                        self.server.channel().await?,
-                        feed_seen,
-                        population.clone(),
-                        first..first + users,
-                        started,
-                        done_rx,
-                    ))),
-                    false => None,
-                };
-                let roster =
-                    scenarios::upsert(&self.clients(c).await?, population, first, users, c).await?;
-                let _ = done_tx.send(());
-                let floor = self.floor.upsert(first, users, c).await?;
-                rows.push(
-                    Row::new("upsert", c, "users/s", Stats::of(&roster, 100))
-                        .with_floor(Stats::of(&floor, 100)),
-                );
-                if let Some(follower) = follower {
-                    let feed = follower.await??;
-                    feed_seen = feed.last_sequence;
-                    rows.push(Row::new(
-                        "feed",
-                        c,
-                        "events/s",
-                        Stats::of_items(feed.events, feed.elapsed, &feed.lag),
-                    ));
+                let (mut measured, mut feed) = (Vec::new(), None);
+                for (d, &door) in upsert_doors.iter().enumerate() {
+                    let first = (d as u64 * rounds + round as u64) * users;
+                    let work = Work::Upsert { first, users };
+                    let started = Instant::now();
+                    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+                    // The feed follows the first door's users, and is done before the next door.
+                    let follower = match args.runs(Scenario::Feed) && d == 0 {
+                        true => Some(tokio::spawn(scenarios::follow_feed(
+                            self.server.channel().await?,
+                            feed_seen,
+                            population.clone(),
+                            first..first + users,
+                            started,
+                            done_rx,
+                        ))),
+                        false => None,
+                    };
+                    let roster = work
+                        .on_roster(&self.way(door, c).await?, population, c)
+                        .await?;
+                    let _ = done_tx.send(());
+                    measured.push((door, roster));
+                    if let Some(follower) = follower {
+                        let seen = follower.await??;
+                        feed_seen = seen.last_sequence;
+                        feed = Some(Row::new(
+                            "feed",
+                            c,
+                            "events/s",
+                            Stats::of_items(seen.events, seen.elapsed, &seen.lag),
+                        ));
+                    }
                 }
+                // The floor creates the first door's users of the round.
+                let first = round as u64 * users;
+                let floor = Stats::of(&self.floor.upsert(first, users, c).await?, 100);
+                for (door, roster) in measured {
+                    let row = Row::new("upsert", c, "users/s", Stats::of(&roster, 100));
+                    rows.push(row.through(door).with_floor(floor));
+                }
+                rows.extend(feed);
             }
             if args.runs(Scenario::Feed) {
                 notes.push(
@@ -180,38 +204,43 @@ impl Bench {
                         .into(),
                 );
             }
+            if created > per_door {
+                // The other doors' users, in the floor's database too (unmeasured).
+                self.seed_floor(per_door, created).await?;
+            }
         } else {
             self.seed(0, created).await?;
         }
 
         for &c in &args.concurrency {
             if args.runs(Scenario::Partial) {
-                let roster = scenarios::partial(
-                    &self.clients(c).await?,
-                    population,
-                    created,
-                    args.updates,
-                    c,
-                )
-                .await?;
-                let floor = self.floor.partial(created, args.updates, c).await?;
-                rows.push(
-                    Row::new("partial", c, "updates/s", Stats::of(&roster, 1))
-                        .with_floor(Stats::of(&floor, 1)),
+                let work = Work::Partial {
+                    users: created,
+                    updates: args.updates,
+                };
+                let doors = args.doors(Scenario::Partial);
+                rows.extend(
+                    self.compare(&doors, "partial", "updates/s", work, c)
+                        .await?,
                 );
             }
         }
         for &c in &args.concurrency {
             if args.runs(Scenario::Get) {
-                let roster =
-                    scenarios::get(&self.clients(c).await?, population, created, args.reads, c)
-                        .await?;
-                let floor = self.floor.get(created, args.reads, c).await?;
-                rows.push(
-                    Row::new("get", c, "reads/s", Stats::of(&roster, 1))
-                        .with_floor(Stats::of(&floor, 1)),
-                );
+                let work = Work::Get {
+                    users: created,
+                    reads: args.reads,
+                };
+                let doors = args.doors(Scenario::Get);
+                rows.extend(self.compare(&doors, "get", "reads/s", work, c).await?);
             }
+        }
+        if args.door.contains(&Door::Http) && args.runs(Scenario::Get) {
+            notes.push(
+                "get over HTTP: Stream's API has no GetUser; the SDKs query \
+                 `{\"id\": {\"$in\": [id]}}` (GET /api/v2/users?payload=), and so does the bench"
+                    .into(),
+            );
         }
 
         let mut live = created;
@@ -237,6 +266,14 @@ impl Bench {
                     "-",
                     Stats::of_items(0, roster.elapsed, &roster.lag),
                 ));
+            }
+            if created > per_door {
+                // The other doors' users go the same way, unmeasured, so that `query`'s sizes
+                // count the same live users as in a gRPC-only run.
+                let (first, others) = (per_door, created - per_door);
+                scenarios::delete_task(&self.clients(4).await?, population, first, others, 4)
+                    .await?;
+                self.floor.delete(first, others).await?;
             }
             live = 0;
             notes.push(format!(
@@ -270,16 +307,14 @@ impl Bench {
                     live = size;
                 }
                 for &c in &args.concurrency {
-                    let roster = scenarios::query(&self.clients(c).await?, args.queries, c).await?;
-                    let floor = self.floor.query(args.queries, c).await?;
-                    rows.push(
-                        Row::new(
-                            format!("query@{live}"),
-                            c,
-                            "queries/s",
-                            Stats::of(&roster, 1),
-                        )
-                        .with_floor(Stats::of(&floor, 1)),
+                    let work = Work::Query {
+                        queries: args.queries,
+                    };
+                    let doors = args.doors(Scenario::Query);
+                    let scenario = format!("query@{live}");
+                    rows.extend(
+                        self.compare(&doors, &scenario, "queries/s", work, c)
+                            .await?,
                     );
                 }
             }
@@ -405,6 +440,48 @@ impl Bench {
         self.log_dir.join(format!("{name}.log"))
     }
 
+    /// `work` at concurrency `c` through each of `doors` in turn, then on the floor: a row for
+    /// each door, each beside the floor.
+    async fn compare(
+        &self,
+        doors: &[Door],
+        scenario: &str,
+        unit: &'static str,
+        work: Work,
+        c: usize,
+    ) -> anyhow::Result<Vec<Row>> {
+        let per_request = work.items_per_request();
+        let mut measured = Vec::new();
+        for &door in doors {
+            let way = self.way(door, c).await?;
+            measured.push((door, work.on_roster(&way, &self.population, c).await?));
+        }
+        let floor = Stats::of(&work.on_floor(&self.floor, c).await?, per_request);
+        Ok(measured
+            .into_iter()
+            .map(|(door, roster)| {
+                Row::new(scenario, c, unit, Stats::of(&roster, per_request))
+                    .through(door)
+                    .with_floor(floor)
+            })
+            .collect())
+    }
+
+    /// Fresh connections to roster through `door`, for `concurrency` workers.
+    async fn way(&self, door: Door, concurrency: usize) -> anyhow::Result<Way> {
+        Ok(match door {
+            Door::Grpc => Way::Grpc(self.clients(concurrency).await?),
+            Door::Http => {
+                let addr = self
+                    .server
+                    .http_addr
+                    .as_deref()
+                    .context("the HTTP door's address: --http-addr")?;
+                Way::Http(Box::new(HttpDoor::new(addr, concurrency)))
+            }
+        })
+    }
+
     /// Fresh connections for a scenario (up to 4, shared round-robin by the workers): roster
     /// closes connections past their maximum age, so connections are not kept across scenarios.
     async fn clients(&self, concurrency: usize) -> anyhow::Result<Clients> {
@@ -413,6 +490,23 @@ impl Bench {
             channels.push(self.server.channel().await?);
         }
         Ok(Clients::new(channels))
+    }
+
+    /// Adds users `from..to` to the floor's database alone (roster created them itself). The
+    /// seeding analyzes the floor's database; roster's is analyzed too, so that neither side's
+    /// planner knows more than the other's.
+    async fn seed_floor(&self, from: u64, to: u64) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let base = chrono::Utc::now().timestamp_micros();
+        data::seed(&self.floor_db.url, &self.population, from, to, base).await?;
+        if let Some(url) = &self.roster_db_url {
+            data::analyze(url).await?;
+        }
+        eprintln!(
+            "seeded users {from}..{to} in the floor's database in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        Ok(())
     }
 
     /// Adds users `from..to` to roster's database and the floor's, as roster writes them.

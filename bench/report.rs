@@ -5,6 +5,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use crate::cli::Door;
 use crate::load::Measured;
 use crate::wire::Count;
 
@@ -55,6 +56,8 @@ fn percentiles(latency: &Histogram<u64>) -> Stats {
 pub struct Row {
     /// e.g. `upsert`, `query@1000000`.
     pub scenario: String,
+    /// The way into roster the requests took.
+    pub door: Door,
     /// Requests in flight at once.
     pub concurrency: usize,
     /// What `rate` counts, e.g. `users/s`.
@@ -67,6 +70,8 @@ pub struct Row {
     pub p99_ratio: Option<f64>,
     /// roster p50 - floor p50: the latency roster adds to each call.
     pub added_p50_ms: Option<f64>,
+    /// On an HTTP row: its rate / the gRPC row's rate (same scenario and concurrency).
+    pub of_grpc: Option<f64>,
 }
 
 impl Row {
@@ -78,6 +83,7 @@ impl Row {
     ) -> Row {
         Row {
             scenario: scenario.into(),
+            door: Door::Grpc,
             concurrency,
             unit,
             roster,
@@ -85,7 +91,14 @@ impl Row {
             ratio: None,
             p99_ratio: None,
             added_p50_ms: None,
+            of_grpc: None,
         }
+    }
+
+    /// The same row, measured through `door`.
+    pub fn through(mut self, door: Door) -> Row {
+        self.door = door;
+        self
     }
 
     pub fn with_floor(mut self, floor: Stats) -> Row {
@@ -189,10 +202,27 @@ pub struct Report {
 }
 
 impl Report {
+    /// The gRPC row of `scenario` at `concurrency`.
     fn row(&self, scenario: &str, concurrency: usize) -> Option<&Row> {
-        self.rows
+        self.rows.iter().find(|r| {
+            r.scenario == scenario && r.concurrency == concurrency && r.door == Door::Grpc
+        })
+    }
+
+    /// Sets each HTTP row's rate as a share of its gRPC row's.
+    pub fn compare_doors(&mut self) {
+        let grpc: Vec<(String, usize, f64)> = self
+            .rows
             .iter()
-            .find(|r| r.scenario == scenario && r.concurrency == concurrency)
+            .filter(|r| r.door == Door::Grpc)
+            .map(|r| (r.scenario.clone(), r.concurrency, r.roster.rate))
+            .collect();
+        for row in self.rows.iter_mut().filter(|r| r.door == Door::Http) {
+            row.of_grpc = grpc
+                .iter()
+                .find(|(scenario, c, _)| *scenario == row.scenario && *c == row.concurrency)
+                .map(|(_, _, rate)| row.roster.rate / rate.max(1e-9));
+        }
     }
 
     /// Checks every target (issue 13) that this run has the numbers for.
@@ -227,6 +257,16 @@ impl Report {
             queries.last().and_then(|q| ratio(&q.scenario, 0.60)),
             ratio("delete-task", 0.35),
         ];
+        // The HTTP door against the gRPC door (issue 17).
+        for row in &self.rows {
+            if let (Door::Http, 16, Some(share)) = (row.door, row.concurrency, row.of_grpc) {
+                found.push(Some((
+                    format!("c16 {} over HTTP >= 80% of gRPC", row.scenario),
+                    format!("{:.0}%", share * 100.0),
+                    share >= 0.80,
+                )));
+            }
+        }
         if let Some(p99) = self.row("get", 16).and_then(|r| r.p99_ratio) {
             found.push(Some((
                 "c16 get p99 <= 2x the floor's p99".into(),
@@ -340,9 +380,10 @@ impl Report {
         let _ = writeln!(out);
         let _ = writeln!(
             out,
-            "| {:<16} | {:>3} | {:<9} | {:>10} | {:>8} | {:>8} | {:>10} | {:>8} | {:>8} | {:>12} | {:>9} | {:>9} |",
+            "| {:<16} | {:>3} | {:<4} | {:<9} | {:>10} | {:>8} | {:>8} | {:>10} | {:>8} | {:>8} | {:>12} | {:>9} | {:>9} | {:>7} |",
             "scenario",
             "c",
+            "door",
             "unit",
             "roster",
             "p50 ms",
@@ -352,12 +393,13 @@ impl Report {
             "p99 ms",
             "roster/floor",
             "p99 ratio",
-            "+p50 ms"
+            "+p50 ms",
+            "of gRPC"
         );
         let _ = writeln!(
             out,
-            "|{:-<18}|{:->5}|{:-<11}|{:->12}|{:->10}|{:->10}|{:->12}|{:->10}|{:->10}|{:->14}|{:->11}|{:->11}|",
-            "", ":", "", ":", ":", ":", ":", ":", ":", ":", ":", ":"
+            "|{:-<18}|{:->5}|{:-<6}|{:-<11}|{:->12}|{:->10}|{:->10}|{:->12}|{:->10}|{:->10}|{:->14}|{:->11}|{:->11}|{:->9}|",
+            "", ":", "", "", ":", ":", ":", ":", ":", ":", ":", ":", ":", ":"
         );
         for row in &self.rows {
             let floor = |f: fn(&Stats) -> f64, decimals: usize| {
@@ -377,9 +419,10 @@ impl Report {
             };
             let _ = writeln!(
                 out,
-                "| {:<16} | {:>3} | {:<9} | {:>10} | {:>8.2} | {:>8.2} | {:>10} | {:>8} | {:>8} | {:>12} | {:>9} | {:>9} |",
+                "| {:<16} | {:>3} | {:<4} | {:<9} | {:>10} | {:>8.2} | {:>8.2} | {:>10} | {:>8} | {:>8} | {:>12} | {:>9} | {:>9} | {:>7} |",
                 row.scenario,
                 row.concurrency,
+                row.door.name(),
                 row.unit,
                 rate,
                 row.roster.p50_ms,
@@ -391,6 +434,7 @@ impl Report {
                 ratio(row.p99_ratio, false),
                 row.added_p50_ms
                     .map_or("-".to_owned(), |ms| format!("{ms:+.3}")),
+                ratio(row.of_grpc, true),
             );
         }
         if !self.round_trips.is_empty() {

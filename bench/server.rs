@@ -1,5 +1,6 @@
-//! The roster under test: a child process started on a free loopback port (no API secrets, so
-//! it serves on loopback unauthenticated), or an address given with `--addr`.
+//! The roster under test: a child process started on free loopback ports, gRPC and HTTP (no API
+//! secrets, so it serves on loopback unauthenticated), or addresses given with `--addr` and
+//! `--http-addr`.
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -14,6 +15,8 @@ const STARTUP_DEADLINE: Duration = Duration::from_secs(60);
 
 pub struct Server {
     pub addr: String,
+    /// The Stream-compatible HTTP door, when known.
+    pub http_addr: Option<String>,
     child: Option<Child>,
     log_path: Option<PathBuf>,
 }
@@ -21,10 +24,10 @@ pub struct Server {
 impl Server {
     /// Starts `roster serve` against `database_url` and waits until it reports SERVING.
     pub async fn spawn(binary: &Path, database_url: &str, log_path: &Path) -> anyhow::Result<Self> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let addr = format!("127.0.0.1:{port}");
+        let addr = free_loopback_addr()?;
+        // A port of its own rather than `:0`: roster logs the address it bound at `info`, which
+        // the bench filters out.
+        let http_addr = free_loopback_addr()?;
         let log_path = log_path.to_owned();
         let log = std::fs::File::create(&log_path)?;
         let mut command = Command::new(binary);
@@ -38,7 +41,7 @@ impl Server {
             .arg("serve")
             .args(["--listen", &addr, "--database-url", database_url])
             .args(["--metrics-listen", "127.0.0.1:0"])
-            .args(["--http-listen", "127.0.0.1:0"])
+            .args(["--http-listen", &http_addr])
             .args(["--log-format", "json"])
             .env("ROSTER_LOG", "warn")
             .stdin(Stdio::null())
@@ -53,6 +56,7 @@ impl Server {
             })?;
         let mut server = Server {
             addr,
+            http_addr: Some(http_addr),
             child: Some(child),
             log_path: Some(log_path),
         };
@@ -82,12 +86,13 @@ impl Server {
     }
 
     /// A roster someone else runs.
-    pub async fn existing(addr: &str) -> anyhow::Result<Self> {
+    pub async fn existing(addr: &str, http_addr: Option<&str>) -> anyhow::Result<Self> {
         if !is_serving(addr).await {
             bail!("no SERVING roster at {addr}");
         }
         Ok(Server {
             addr: addr.to_owned(),
+            http_addr: http_addr.map(str::to_owned),
             child: None,
             log_path: None,
         })
@@ -142,6 +147,14 @@ impl Drop for Server {
             let _ = child.wait();
         }
     }
+}
+
+/// A loopback address whose port was free a moment ago (the child binds it right after).
+fn free_loopback_addr() -> anyhow::Result<String> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    Ok(format!("127.0.0.1:{port}"))
 }
 
 async fn is_serving(addr: &str) -> bool {
