@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-use super::filter::{Builtin, Field, Filter, Kind, parse_filter};
+use super::filter::{Builtin, Field, Filter, Kind, Op, Scalar, parse_filter};
 use super::paging;
 use super::user::User;
 use crate::error::{Error, FieldViolation};
@@ -45,6 +45,38 @@ pub struct UserQuery {
     pub offset: u64,
     pub cursor: Option<Cursor>,
     pub include_deactivated: bool,
+}
+
+impl UserQuery {
+    /// The one id this query asks for, when it asks for nothing else (`{"id": x}`,
+    /// `{"id": {"$eq": x}}` or `{"id": {"$in": [x]}}`) and wants the first page: then at most one
+    /// user answers, whatever the sort, and the query is a point read.
+    pub fn single_id(&self) -> Option<&str> {
+        if self.offset != 0 || self.cursor.is_some() {
+            return None;
+        }
+        let Filter::Leaf {
+            field: Field::Builtin(Builtin::Id),
+            op,
+        } = &self.filter
+        else {
+            return None;
+        };
+        match op {
+            Op::Eq(Scalar::Text(id)) => Some(id),
+            Op::In(ids) => match ids.as_slice() {
+                [Scalar::Text(id)] => Some(id),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// Whether `user` is one a query may show: never a deleted user, a deactivated one only when
+    /// asked for. (The filter decides the rest.)
+    pub fn may_show(&self, user: &User) -> bool {
+        user.deleted_at.is_none() && (self.include_deactivated || user.deactivated_at.is_none())
+    }
 }
 
 /// What a page token holds.
@@ -372,6 +404,43 @@ mod tests {
             field: Field::parse(name).expect("valid field"),
             descending,
         }
+    }
+
+    #[test]
+    fn a_query_for_one_id_and_nothing_else_is_a_point_read() {
+        let single = |filter: Value, offset: u32| {
+            let query = parse_query(filter.as_object(), &[], 10, offset, "", false).unwrap();
+            query.single_id().map(str::to_owned)
+        };
+        assert_eq!(single(json!({"id": "a"}), 0).as_deref(), Some("a"));
+        assert_eq!(single(json!({"id": {"$eq": "a"}}), 0).as_deref(), Some("a"));
+        assert_eq!(
+            single(json!({"id": {"$in": ["a"]}}), 0).as_deref(),
+            Some("a")
+        );
+        assert_eq!(single(json!({"id": {"$in": ["a", "b"]}}), 0), None);
+        assert_eq!(single(json!({"id": "a", "role": "admin"}), 0), None);
+        assert_eq!(single(json!({"id": {"$gt": "a"}}), 0), None);
+        assert_eq!(single(json!({"id": {"$ne": "a"}}), 0), None);
+        assert_eq!(single(json!({"name": "a"}), 0), None);
+        assert_eq!(
+            single(json!({"id": "a"}), 1),
+            None,
+            "an offset past the one user"
+        );
+        assert_eq!(single(json!({}), 0), None);
+    }
+
+    #[test]
+    fn queries_never_show_deleted_users_and_deactivated_ones_only_when_asked() {
+        let plain = parse_query(None, &[], 10, 0, "", false).unwrap();
+        let with_deactivated = parse_query(None, &[], 10, 0, "", true).unwrap();
+        let mut u = user();
+        assert!(plain.may_show(&u) && with_deactivated.may_show(&u));
+        u.deactivated_at = Some(5);
+        assert!(!plain.may_show(&u) && with_deactivated.may_show(&u));
+        u.deleted_at = Some(6);
+        assert!(!plain.may_show(&u) && !with_deactivated.may_show(&u));
     }
 
     fn user() -> User {
