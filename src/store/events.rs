@@ -8,7 +8,7 @@
 //! missing below the sequences it has seen was rolled back, and the gap is final.
 //! SQLite has one writer at a time, so its sequences commit in order: a gap there only ever comes
 //! from retention.
-use sea_orm::{ActiveValue::Set, ConnectionTrait, DatabaseBackend, EntityTrait, Statement};
+use sea_orm::{ActiveValue::Set, ConnectionTrait, DatabaseBackend, EntityTrait, Statement, Value};
 use serde::{Deserialize, Serialize};
 
 use super::Store;
@@ -167,36 +167,20 @@ fn insert_events(
         if i > 0 {
             sql.push(", ");
         }
-        let (kind, user_id) = (e.kind.as_str().into(), e.user_id.into());
-        let (name, caller, by) = (
-            actor.name().into(),
-            actor.caller.clone().into(),
-            actor.created_by_id.clone().into(),
+        // On PostgreSQL `at` comes from the feed clock instead (see `clock` above).
+        let at = (!postgres).then(|| (Value::from(at), ""));
+        let head: [(Value, &str); 5] = [
+            (e.kind.as_str().into(), ""),
+            (e.user_id.into(), ""),
+            (actor.name().into(), ""),
+            (actor.caller.clone().into(), ""),
+            (actor.created_by_id.clone().into(), ""),
+        ];
+        sql.row(
+            head.into_iter()
+                .chain(at)
+                .chain([(e.snapshot.into(), "::jsonb"), (e.role.into(), "")]),
         );
-        let (snapshot, role) = ((e.snapshot.into(), "::jsonb"), (e.role.into(), ""));
-        if postgres {
-            sql.row([
-                (kind, ""),
-                (user_id, ""),
-                (name, ""),
-                (caller, ""),
-                (by, ""),
-                snapshot,
-                role,
-            ]);
-        } else {
-            let at = (at.into(), "");
-            sql.row([
-                (kind, ""),
-                (user_id, ""),
-                (name, ""),
-                (caller, ""),
-                (by, ""),
-                at,
-                snapshot,
-                role,
-            ]);
-        }
     }
     if postgres {
         sql.push(
