@@ -97,7 +97,7 @@ pub(crate) async fn write(
     users: &[User],
 ) -> Result<HashMap<String, Replaced>> {
     let postgres = conn.get_database_backend() == sea_orm::DatabaseBackend::Postgres;
-    let statement = replace_sql(conn.get_database_backend(), users);
+    let statement = replace_sql(conn.get_database_backend(), users)?;
     if !postgres {
         conn.execute_raw(statement).await?;
         return Ok(HashMap::new());
@@ -109,22 +109,37 @@ pub(crate) async fn write(
         .map_err(Into::into)
 }
 
-fn replace_sql(backend: sea_orm::DatabaseBackend, users: &[User]) -> Statement {
+fn replace_sql(backend: sea_orm::DatabaseBackend, users: &[User]) -> Result<Statement> {
     let columns: Vec<&str> = INSERT_COLUMNS.iter().map(|c| c.as_str()).collect();
-    let mut sql = SqlText::with_capacity(backend, 1024, users.len() * INSERT_COLUMNS.len());
-    sql.push(&format!(
-        "INSERT INTO users ({}) VALUES ",
-        columns.join(", ")
-    ));
-    for (i, user) in users.iter().enumerate() {
-        if i > 0 {
-            sql.push(", ");
+    let columns = columns.join(", ");
+    let postgres = backend == sea_orm::DatabaseBackend::Postgres;
+    let mut sql = if postgres {
+        // The whole batch is one parameter: a JSON array of rows named like the columns. A
+        // statement of 2400 parameters costs PostgreSQL more to plan (each execution gets its
+        // own plan, see `store::connect`) than the JSON costs it to read.
+        let mut sql = SqlText::with_capacity(backend, 1024, 1);
+        sql.push(&format!(
+            "INSERT INTO users ({columns}) SELECT {columns} FROM json_populate_recordset(NULL::users, "
+        ));
+        let rows: Vec<JsonRow> = users.iter().map(JsonRow::of).collect();
+        let rows = serde_json::to_string(&rows)
+            .map_err(|e| crate::error::Error::Internal(format!("users as JSON: {e}")))?;
+        sql.bind_cast(rows, "::json");
+        sql.push(")");
+        sql
+    } else {
+        let mut sql = SqlText::with_capacity(backend, 1024, users.len() * INSERT_COLUMNS.len());
+        sql.push(&format!("INSERT INTO users ({columns}) VALUES "));
+        for (i, user) in users.iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.row(insert_row(user).map(|value| (value, "")));
         }
-        sql.row(insert_row(user));
-    }
+        sql
+    };
     // `now` was read before the row was locked (the statement locks it): a replace that waited
     // for a later writer of the same user keeps that writer's time rather than step back.
-    let postgres = sql.postgres();
     let set: Vec<String> = REPLACED_COLUMNS
         .iter()
         .map(|c| match (c, postgres) {
@@ -143,13 +158,75 @@ fn replace_sql(backend: sea_orm::DatabaseBackend, users: &[User]) -> Statement {
         sql.push(OWNS_COLUMNS);
         sql.push(", users.xmax = 0 AS created");
     }
-    sql.into_statement()
+    Ok(sql.into_statement())
 }
 
-/// One user's values, in `INSERT_COLUMNS` order, with PostgreSQL's cast where the value is not
-/// of the column's type (JSON documents go as text, serialized straight from the user).
-fn insert_row(user: &User) -> [(Value, &'static str); 24] {
-    const JSONB: &str = "::jsonb";
+/// One user as a row of PostgreSQL's JSON batch: its keys are the columns of `users`
+/// (`json_populate_recordset` matches them by name), its JSON documents nested as they are.
+#[derive(serde::Serialize)]
+struct JsonRow<'a> {
+    id: &'a str,
+    name: Option<&'a str>,
+    image: Option<&'a str>,
+    role: &'a str,
+    custom: &'a serde_json::Map<String, serde_json::Value>,
+    language: &'a str,
+    invisible: bool,
+    teams: &'a [String],
+    teams_role: &'a std::collections::BTreeMap<String, String>,
+    privacy_settings: Option<&'a crate::domain::user::PrivacySettings>,
+    push_notifications: Option<&'a crate::domain::user::PushNotifications>,
+    created_at: i64,
+    updated_at: i64,
+    deactivated_at: Option<i64>,
+    deleted_at: Option<i64>,
+    last_active: Option<i64>,
+    revoke_tokens_issued_before: Option<i64>,
+    avg_response_time: Option<i32>,
+    pruned_at: Option<i64>,
+    banned_at: Option<i64>,
+    ban_expires: Option<i64>,
+    ban_reason: Option<&'a str>,
+    shadow_banned: bool,
+    banned_by_id: Option<&'a str>,
+}
+
+impl<'a> JsonRow<'a> {
+    fn of(user: &'a User) -> Self {
+        let f = &user.fields;
+        let ban = user.ban.as_ref();
+        JsonRow {
+            id: &f.id,
+            name: f.name.as_deref(),
+            image: f.image.as_deref(),
+            role: &f.role,
+            custom: &f.custom,
+            language: &f.language,
+            invisible: f.invisible,
+            teams: &f.teams,
+            teams_role: &f.teams_role,
+            privacy_settings: f.privacy_settings.as_ref(),
+            push_notifications: f.push_notifications.as_ref(),
+            created_at: user.created_at,
+            updated_at: user.updated_at,
+            deactivated_at: user.deactivated_at,
+            deleted_at: user.deleted_at,
+            last_active: user.last_active,
+            revoke_tokens_issued_before: user.revoke_tokens_issued_before,
+            avg_response_time: user.avg_response_time,
+            pruned_at: user.pruned_at,
+            banned_at: ban.map(|b| b.banned_at),
+            ban_expires: ban.and_then(|b| b.expires),
+            ban_reason: ban.and_then(|b| b.reason.as_deref()),
+            shadow_banned: ban.is_some_and(|b| b.shadow),
+            banned_by_id: ban.and_then(|b| b.banned_by_id.as_deref()),
+        }
+    }
+}
+
+/// One user's values, in `INSERT_COLUMNS` order (SQLite's VALUES row; JSON documents go as
+/// text, serialized straight from the user).
+fn insert_row(user: &User) -> [Value; 24] {
     let f = &user.fields;
     let json =
         |text: serde_json::Result<String>| Value::from(text.unwrap_or_else(|_| "null".into()));
@@ -158,36 +235,30 @@ fn insert_row(user: &User) -> [(Value, &'static str); 24] {
     };
     let ban = user.ban.as_ref();
     [
-        (Value::from(f.id.clone()), ""),
-        (Value::from(f.name.clone()), ""),
-        (Value::from(f.image.clone()), ""),
-        (Value::from(f.role.clone()), ""),
-        (json(serde_json::to_string(&f.custom)), JSONB),
-        (Value::from(f.language.clone()), ""),
-        (Value::from(f.invisible), ""),
-        (json(serde_json::to_string(&f.teams)), JSONB),
-        (json(serde_json::to_string(&f.teams_role)), JSONB),
-        (
-            optional_json(f.privacy_settings.as_ref().map(serde_json::to_string)),
-            JSONB,
-        ),
-        (
-            optional_json(f.push_notifications.as_ref().map(serde_json::to_string)),
-            JSONB,
-        ),
-        (Value::from(user.created_at), ""),
-        (Value::from(user.updated_at), ""),
-        (Value::from(user.deactivated_at), ""),
-        (Value::from(user.deleted_at), ""),
-        (Value::from(user.last_active), ""),
-        (Value::from(user.revoke_tokens_issued_before), ""),
-        (Value::from(user.avg_response_time), ""),
-        (Value::from(user.pruned_at), ""),
-        (Value::from(ban.map(|b| b.banned_at)), ""),
-        (Value::from(ban.and_then(|b| b.expires)), ""),
-        (Value::from(ban.and_then(|b| b.reason.clone())), ""),
-        (Value::from(ban.is_some_and(|b| b.shadow)), ""),
-        (Value::from(ban.and_then(|b| b.banned_by_id.clone())), ""),
+        Value::from(f.id.clone()),
+        Value::from(f.name.clone()),
+        Value::from(f.image.clone()),
+        Value::from(f.role.clone()),
+        json(serde_json::to_string(&f.custom)),
+        Value::from(f.language.clone()),
+        Value::from(f.invisible),
+        json(serde_json::to_string(&f.teams)),
+        json(serde_json::to_string(&f.teams_role)),
+        optional_json(f.privacy_settings.as_ref().map(serde_json::to_string)),
+        optional_json(f.push_notifications.as_ref().map(serde_json::to_string)),
+        Value::from(user.created_at),
+        Value::from(user.updated_at),
+        Value::from(user.deactivated_at),
+        Value::from(user.deleted_at),
+        Value::from(user.last_active),
+        Value::from(user.revoke_tokens_issued_before),
+        Value::from(user.avg_response_time),
+        Value::from(user.pruned_at),
+        Value::from(ban.map(|b| b.banned_at)),
+        Value::from(ban.and_then(|b| b.expires)),
+        Value::from(ban.and_then(|b| b.reason.clone())),
+        Value::from(ban.is_some_and(|b| b.shadow)),
+        Value::from(ban.and_then(|b| b.banned_by_id.clone())),
     ]
 }
 
@@ -245,7 +316,7 @@ mod tests {
     }
 
     #[test]
-    fn postgres_returns_what_it_did_and_sqlite_returns_nothing() {
+    fn postgres_gets_the_batch_as_one_json_parameter_and_returns_what_it_did() {
         let user = User::new(
             UserFields {
                 id: "u1".into(),
@@ -254,18 +325,57 @@ mod tests {
             },
             7,
         );
-        let pg = replace_sql(DatabaseBackend::Postgres, &[user.clone(), user.clone()]);
-        assert!(pg.sql.contains("($25, $26, "), "{}", pg.sql);
-        assert!(pg.sql.contains("$5::jsonb"), "{}", pg.sql);
+        let pg = replace_sql(DatabaseBackend::Postgres, &[user.clone(), user.clone()]).unwrap();
+        assert!(
+            pg.sql
+                .contains("FROM json_populate_recordset(NULL::users, $1::json) ON CONFLICT"),
+            "{}",
+            pg.sql
+        );
         assert!(
             pg.sql
                 .ends_with("THEN 1 ELSE 0 END AS owns_blocks, users.xmax = 0 AS created"),
             "{}",
             pg.sql
         );
-        assert_eq!(pg.values.map(|v| v.0.len()), Some(48));
-        let sqlite = replace_sql(DatabaseBackend::Sqlite, &[user]);
+        let values = pg.values.unwrap().0;
+        assert_eq!(values.len(), 1);
+        let Value::String(Some(json)) = &values[0] else {
+            panic!("{values:?}")
+        };
+        let rows: Vec<serde_json::Map<String, serde_json::Value>> =
+            serde_json::from_str(json).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0]["id"], "u1");
+        assert_eq!(rows[0]["created_at"], 7);
+        assert_eq!(rows[0]["custom"], serde_json::json!({}));
+
+        let sqlite = replace_sql(DatabaseBackend::Sqlite, &[user.clone(), user]).unwrap();
+        assert!(sqlite.sql.contains("VALUES (?, ?, "), "{}", sqlite.sql);
         assert!(!sqlite.sql.contains("RETURNING"), "{}", sqlite.sql);
         assert!(!sqlite.sql.contains("::"), "{}", sqlite.sql);
+        assert_eq!(sqlite.values.map(|v| v.0.len()), Some(48));
+    }
+
+    #[test]
+    fn the_json_rows_name_every_inserted_column_in_order() {
+        let user = User::new(
+            UserFields {
+                id: "u1".into(),
+                role: "user".into(),
+                ..UserFields::default()
+            },
+            7,
+        );
+        let row = serde_json::to_value(JsonRow::of(&user)).unwrap();
+        let serde_json::Value::Object(row) = row else {
+            panic!("{row:?}")
+        };
+        // serde_json's map is sorted unless `preserve_order`; compare as sets and counts.
+        let mut keys: Vec<&str> = row.keys().map(String::as_str).collect();
+        let mut columns: Vec<&str> = INSERT_COLUMNS.iter().map(|c| c.as_str()).collect();
+        keys.sort_unstable();
+        columns.sort_unstable();
+        assert_eq!(keys, columns);
     }
 }
