@@ -8,6 +8,14 @@ mod m0003_events;
 mod m0004_moderation;
 mod m0005_task_attempts;
 mod m0006_feed_clock;
+mod m0007_feed_stamp;
+
+/// Advisory lock key every transaction that appends to the change feed on PostgreSQL holds
+/// (shared) from just before it appends until it ends ("feed"); see `store::events`.
+pub const FEED_WRITERS_LOCK: i64 = 0x0066_6565_6564;
+/// Advisory lock key `roster_feed_stamp` holds (exclusive, for microseconds) while it draws an
+/// append's time and sequences ("stamp"); see m0007.
+pub const FEED_STAMP_LOCK: i64 = 0x0073_7461_6d70;
 
 pub struct Migrator;
 
@@ -21,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0004_moderation::Migration),
             Box::new(m0005_task_attempts::Migration),
             Box::new(m0006_feed_clock::Migration),
+            Box::new(m0007_feed_stamp::Migration),
         ]
     }
 }

@@ -8,7 +8,7 @@
 //! missing below the sequences it has seen was rolled back, and the gap is final.
 //! SQLite has one writer at a time, so its sequences commit in order: a gap there only ever comes
 //! from retention.
-use sea_orm::{ActiveValue::Set, ConnectionTrait, DatabaseBackend, EntityTrait, Statement, Value};
+use sea_orm::{ActiveValue::Set, ConnectionTrait, DatabaseBackend, EntityTrait, Statement};
 use serde::{Deserialize, Serialize};
 
 use super::Store;
@@ -21,8 +21,9 @@ use crate::domain::user::User;
 use crate::error::{Error, Result};
 
 /// Advisory lock key writers share while they append ("feed"); anything that appends events to
-/// the feed on PostgreSQL must hold it (shared) until its transaction ends.
-pub const FEED_WRITERS_LOCK: i64 = 0x0066_6565_6564;
+/// the feed on PostgreSQL must hold it (shared) until its transaction ends. `roster_feed_stamp`
+/// (migration m0007) takes it for the appender.
+pub const FEED_WRITERS_LOCK: i64 = migrations::FEED_WRITERS_LOCK;
 
 /// One change to append.
 pub(crate) struct NewEvent {
@@ -87,12 +88,13 @@ impl NewEvent {
 /// Appends events inside the caller's transaction, after the writes they describe. `at` is the
 /// time of the change (the writer's `now`, see `WriteTx::now`).
 ///
-/// On PostgreSQL writers of different users run side by side, and each draws its sequences when
-/// it inserts, so a writer that read the clock earlier may draw later sequences. The statement
-/// therefore stamps its events with the feed clock (`feed_clock`), moved forward to `at` if
-/// behind, under that row's lock, which it holds until it ends: the next writer's events get
-/// both a later time and later sequences. So event times never decrease along the feed. Only
-/// the append and the commit run one writer at a time.
+/// On PostgreSQL writers of different users run side by side, and a writer that read the clock
+/// earlier may draw later sequences. So the events' time and sequences are drawn together by
+/// `roster_feed_stamp` (migration m0007): under a lock it holds for microseconds, it moves the
+/// feed clock (a sequence, so what it sets is seen at once by the next writer) forward to `at`
+/// if behind, stamps the events with it and draws their sequences. Event times therefore never
+/// decrease along the feed, and no lock is held from the append to the commit, so commits still
+/// share their WAL flushes.
 pub(crate) async fn append(
     txn: &impl ConnectionTrait,
     actor: &Actor,
@@ -108,9 +110,9 @@ pub(crate) async fn append(
         .await?
         .rows_affected();
     if written != count {
-        // Only a missing feed clock row makes the statement insert nothing.
+        // The statement writes one row per event it was given; anything else is a bug.
         return Err(Error::Internal(format!(
-            "appended {written} of {count} change-feed events: is the feed_clock row missing?"
+            "appended {written} of {count} change-feed events"
         )));
     }
     Ok(())
@@ -129,68 +131,93 @@ pub(crate) async fn newest_time(txn: &impl ConnectionTrait) -> Result<Micros> {
         .unwrap_or(0))
 }
 
-/// The events' INSERT, one row per event. The snapshots go as text, which the database reads as
-/// JSON.
+/// The events' INSERT. The snapshots go as JSON text, which the database reads as `jsonb`.
 ///
-/// On PostgreSQL the statement also takes the feed writers' shared lock and the feed clock, so
-/// appending costs one round trip. The lock is the statement's one-time filter (an InitPlan),
-/// evaluated before the first row leaves the VALUES list, so before any sequence number is drawn,
-/// which is all the followers' gap rule needs. The clock is the UPDATE in `clock`: every row
-/// joins its one row, so no row (and no sequence) comes out before the UPDATE holds the lock;
-/// one that waited reads the clock as the writer before it committed it.
+/// On PostgreSQL the events go as one JSON array (a statement of one parameter per value costs
+/// more to plan, for each execution, than the array costs to read), each joined to the sequence
+/// and time `roster_feed_stamp` drew for it, so appending costs one round trip. The stamp also
+/// takes the feed writers' shared lock, before it draws any sequence, which is all the
+/// followers' gap rule needs.
 fn insert_events(
     backend: DatabaseBackend,
     actor: &Actor,
     at: Micros,
     events: Vec<NewEvent>,
 ) -> Statement {
-    const COLUMNS: usize = 8;
-    let mut sql = SqlText::with_capacity(backend, 256, events.len() * COLUMNS + 2);
-    let postgres = sql.postgres();
-    if postgres {
-        sql.push("WITH clock AS (UPDATE feed_clock SET at = GREATEST(at, ");
+    const COLUMNS: &str = "kind, user_id, actor, caller, created_by_id, at, snapshot, role";
+    if backend == DatabaseBackend::Postgres {
+        let mut sql = SqlText::with_capacity(backend, 512, 6);
+        sql.push("WITH stamp AS MATERIALIZED (SELECT * FROM roster_feed_stamp(");
         sql.bind(at);
-        sql.push(") WHERE id = 1 RETURNING at) ");
-    }
-    sql.push(
-        "INSERT INTO user_events (kind, user_id, actor, caller, created_by_id, at, snapshot, role) ",
-    );
-    if postgres {
+        sql.push(", ");
+        sql.bind_cast(events.len() as i32, "::int4");
+        sql.push(")) INSERT INTO user_events (sequence, ");
+        sql.push(COLUMNS);
+        sql.push(") SELECT stamp.stamp_seq, v.kind, v.user_id, ");
+        sql.bind_cast(actor.name(), "::text");
+        sql.push(", ");
+        sql.bind_cast(actor.caller.clone(), "::text");
+        sql.push(", ");
+        sql.bind_cast(actor.created_by_id.clone(), "::text");
         sql.push(
-            "SELECT v.kind, v.user_id, v.actor, v.caller, v.created_by_id, clock.at, v.snapshot, \
-             v.role FROM (VALUES ",
+            ", stamp.stamp_at, v.snapshot, v.role \
+             FROM json_populate_recordset(NULL::user_events, ",
         );
-    } else {
-        sql.push("VALUES ");
+        sql.bind_cast(events_json(&events), "::json");
+        sql.push(") WITH ORDINALITY AS v JOIN stamp ON stamp.stamp_ord = v.ordinality");
+        return sql.into_statement();
     }
+    let mut sql = SqlText::with_capacity(backend, 256, events.len() * 8);
+    sql.push("INSERT INTO user_events (");
+    sql.push(COLUMNS);
+    sql.push(") VALUES ");
     for (i, e) in events.into_iter().enumerate() {
         if i > 0 {
             sql.push(", ");
         }
-        // On PostgreSQL `at` comes from the feed clock instead (see `clock` above).
-        let at = (!postgres).then(|| (Value::from(at), ""));
-        let head: [(Value, &str); 5] = [
+        sql.row([
             (e.kind.as_str().into(), ""),
             (e.user_id.into(), ""),
             (actor.name().into(), ""),
             (actor.caller.clone().into(), ""),
             (actor.created_by_id.clone().into(), ""),
-        ];
-        sql.row(
-            head.into_iter()
-                .chain(at)
-                .chain([(e.snapshot.into(), "::jsonb"), (e.role.into(), "")]),
-        );
-    }
-    if postgres {
-        sql.push(
-            ") AS v (kind, user_id, actor, caller, created_by_id, snapshot, role), clock \
-             WHERE (SELECT pg_advisory_xact_lock_shared(",
-        );
-        sql.bind(FEED_WRITERS_LOCK);
-        sql.push(")) IS NOT NULL");
+            (at.into(), ""),
+            (e.snapshot.into(), ""),
+            (e.role.into(), ""),
+        ]);
     }
     sql.into_statement()
+}
+
+/// The events as a JSON array of `{"kind", "user_id", "snapshot", "role"}` (the columns they
+/// fill), each snapshot nested as the JSON text it already is.
+fn events_json(events: &[NewEvent]) -> String {
+    let text = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "null".into());
+    let size: usize = events
+        .iter()
+        .map(|e| 64 + e.user_id.len() + e.snapshot.as_ref().map_or(0, String::len))
+        .sum();
+    let mut json = String::with_capacity(size + 2);
+    json.push('[');
+    for (i, e) in events.iter().enumerate() {
+        if i > 0 {
+            json.push(',');
+        }
+        json.push_str("{\"kind\":");
+        json.push_str(&text(e.kind.as_str()));
+        json.push_str(",\"user_id\":");
+        json.push_str(&text(&e.user_id));
+        json.push_str(",\"snapshot\":");
+        json.push_str(e.snapshot.as_deref().unwrap_or("null"));
+        json.push_str(",\"role\":");
+        match &e.role {
+            Some(role) => json.push_str(&text(role)),
+            None => json.push_str("null"),
+        }
+        json.push('}');
+    }
+    json.push(']');
+    json
 }
 
 impl Store {
@@ -293,6 +320,44 @@ mod tests {
     use crate::domain::device::NewDevice;
     use crate::domain::moderation::Ban;
     use crate::domain::user::UserFields;
+    use sea_orm::Value;
+
+    #[test]
+    fn postgres_gets_the_events_as_one_json_array_with_their_snapshots_nested() {
+        let events = vec![
+            NewEvent {
+                kind: EventKind::UserUpdated,
+                user_id: "a\"b\\c".into(),
+                snapshot: Some(r#"{"id":"a\"b\\c","custom":{"x":[1,2]}}"#.into()),
+                role: None,
+            },
+            NewEvent::role(EventKind::RoleCreated, "mod"),
+        ];
+        let actor = Actor::new(Some("svc".into()), None);
+        let pg = insert_events(DatabaseBackend::Postgres, &actor, 5, events);
+        assert!(
+            pg.sql.contains(
+                "FROM json_populate_recordset(NULL::user_events, $6::json) WITH ORDINALITY"
+            ),
+            "{}",
+            pg.sql
+        );
+        let values = pg.values.unwrap().0;
+        assert_eq!(values.len(), 6);
+        assert_eq!(values[1], Value::Int(Some(2)));
+        let Value::String(Some(json)) = &values[5] else {
+            panic!("{values:?}")
+        };
+        let rows: serde_json::Value = serde_json::from_str(json).unwrap();
+        assert_eq!(
+            rows,
+            serde_json::json!([
+                {"kind": "user.updated", "user_id": "a\"b\\c",
+                 "snapshot": {"id": "a\"b\\c", "custom": {"x": [1, 2]}}, "role": null},
+                {"kind": "role.created", "user_id": "", "snapshot": null, "role": "mod"},
+            ])
+        );
+    }
 
     fn event_row(snapshot: serde_json::Value) -> user_event::Model {
         user_event::Model {

@@ -86,7 +86,7 @@ impl WriteTx {
     ///   last writer's;
     /// - on PostgreSQL it is the rows the write changes, so read it after the locking reads.
     ///   Writers of different users are not ordered by their rows; the feed's order is kept by
-    ///   `events::append`, which stamps events under the feed clock's lock.
+    ///   `events::append`, which stamps events with the feed clock (see m0007).
     pub fn now(&mut self) -> Micros {
         let now = self.clock.now();
         match self.slot.as_deref_mut() {

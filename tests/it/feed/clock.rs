@@ -272,3 +272,92 @@ async fn event_times_never_decrease_along_the_feed_under_eight_concurrent_writer
     let srv = std::sync::Arc::try_unwrap(srv).unwrap_or_else(|_| panic!("writers hold the server"));
     srv.stop().await.expect("roster stops cleanly");
 }
+
+/// The stamp (`roster_feed_stamp`, PostgreSQL) holds its lock for the session, not the
+/// transaction, so that commits need not wait for each other: a stamp cancelled while it holds
+/// the lock must still release it, or every later append would wait forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stamp_cancelled_while_it_holds_the_feed_lock_releases_it() {
+    use migrations::{FEED_STAMP_LOCK, Migrator, MigratorTrait};
+    use sea_orm::{ConnectOptions, Database, Statement};
+    if backend() != Backend::Postgres {
+        skip(
+            "feed::clock::a_stamp_cancelled_while_it_holds_the_feed_lock_releases_it",
+            "needs one server session held across statements (runs with ROSTER_TEST_DB=postgres)",
+        );
+        return;
+    }
+    let db = TestDb::create().await;
+    let connect = |url: &str| {
+        let mut options = ConnectOptions::new(url.to_owned());
+        options.max_connections(1).sqlx_logging(false);
+        Database::connect(options)
+    };
+    let writer = connect(db.url()).await.expect("connect");
+    Migrator::up(&writer, None).await.expect("migrate");
+    let other = connect(db.url()).await.expect("connect");
+    let one = |sql: &str| Statement::from_string(sea_orm::DatabaseBackend::Postgres, sql);
+    let pid: i32 = writer
+        .query_one_raw(one("SELECT pg_backend_pid() AS pid"))
+        .await
+        .expect("pid")
+        .expect("a row")
+        .try_get("", "pid")
+        .expect("pid");
+    // Drawing millions of sequences keeps the stamp inside its lock for seconds.
+    let long = tokio::spawn(async move {
+        let result = writer
+            .execute_raw(one("SELECT count(*) FROM roster_feed_stamp(0, 20000000)"))
+            .await;
+        (writer, result)
+    });
+    let held = format!(
+        "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND granted \
+         AND pid = {pid} AND classid = {} AND objid = {}",
+        FEED_STAMP_LOCK >> 32,
+        FEED_STAMP_LOCK & 0xffff_ffff
+    );
+    let count = |sql: String| {
+        let other = &other;
+        async move {
+            other
+                .query_one_raw(one(&sql))
+                .await
+                .expect("count")
+                .expect("a row")
+                .try_get::<i64>("", "n")
+                .expect("n")
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while count(held.clone()).await == 0 {
+        assert!(
+            Instant::now() < deadline && !long.is_finished(),
+            "the stamp never held its lock"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    other
+        .execute_raw(one(&format!("SELECT pg_cancel_backend({pid})")))
+        .await
+        .expect("cancel");
+    let (writer, result) = long.await.expect("join");
+    let err = result.expect_err("the stamp was cancelled").to_string();
+    assert!(err.contains("canceling statement"), "{err}");
+    assert_eq!(
+        count(held).await,
+        0,
+        "the cancelled stamp's session still holds the feed stamp lock"
+    );
+    // And the next append's stamp gets it at once.
+    other
+        .execute_raw(one("SET lock_timeout = '2s'"))
+        .await
+        .expect("set");
+    other
+        .execute_raw(one("SELECT count(*) FROM roster_feed_stamp(1, 1)"))
+        .await
+        .expect("a later stamp takes the lock");
+    writer.close().await.expect("close");
+    other.close().await.expect("close");
+}

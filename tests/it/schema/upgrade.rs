@@ -1,6 +1,6 @@
 //! Data written under an earlier schema survives the last migrations: the database is migrated
-//! two steps short of the newest schema (the last two change what rows mean: m0005 the count of
-//! a task's claims, m0006 the feed's clock), rows are written into it with raw SQL as an older
+//! three steps short of the newest schema (the last three change what rows mean: m0005 the count
+//! of a task's claims, m0006 and m0007 the feed's clock), rows are written into it with raw SQL as an older
 //! roster would have left them (users with custom data and settings, a custom role, a finished
 //! and an unfinished task, change-feed events), then roster starts (and migrates, as it does on
 //! every start) and the rows are read back through the API. Fails if the last migrations lose or
@@ -206,11 +206,11 @@ async fn rows_written_under_the_previous_schema_read_back_the_same_after_the_las
     let db = Arc::new(TestDb::create().await);
     let steps = Migrator::migrations().len();
     assert!(
-        steps >= 5,
-        "the old rows need users, roles, tasks and events (migrations 1-3) and two migrations \
+        steps >= 6,
+        "the old rows need users, roles, tasks and events (migrations 1-3) and three migrations \
          after them; there are {steps}"
     );
-    let previous = u32::try_from(steps - 2).expect("few migrations");
+    let previous = u32::try_from(steps - 3).expect("few migrations");
     let conn = Database::connect(db.url()).await.expect("connect");
     Migrator::up(&conn, Some(previous))
         .await
@@ -221,8 +221,8 @@ async fn rows_written_under_the_previous_schema_read_back_the_same_after_the_las
         .len();
     assert_eq!(
         applied,
-        steps - 2,
-        "two migrations short of the newest schema"
+        steps - 3,
+        "three migrations short of the newest schema"
     );
     let recent = now_micros() - 60_000_000;
     let ahead = now_micros() + 600_000_000;
