@@ -12,7 +12,9 @@
 //!
 //! The function releases its lock on every way out: an error (or a cancel) inside it releases it
 //! and raises again. The feed_clock row stays for binaries of the m0006 schema still running
-//! during an upgrade.
+//! during a rolling upgrade: until they stop, their events and the new binaries' events are each
+//! in time order, but the two may interleave out of time order by up to the replicas' clock
+//! difference (nothing is lost or reordered in sequence; only `at` may step back).
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::DatabaseBackend;
 

@@ -133,8 +133,9 @@ pub(crate) async fn newest_time(txn: &impl ConnectionTrait) -> Result<Micros> {
 
 /// The events' INSERT. The snapshots go as JSON text, which the database reads as `jsonb`.
 ///
-/// On PostgreSQL the events go as one JSON array (a statement of one parameter per value costs
-/// more to plan, for each execution, than the array costs to read), each joined to the sequence
+/// On PostgreSQL the events go as one JSON array, read as `jsonb` (a statement of one parameter
+/// per value costs more to plan, for each execution, than the array costs to read; see
+/// `replace::replace_sql`), each joined to the sequence
 /// and time `roster_feed_stamp` drew for it, so appending costs one round trip. The stamp also
 /// takes the feed writers' shared lock, before it draws any sequence, which is all the
 /// followers' gap rule needs.
@@ -161,9 +162,9 @@ fn insert_events(
         sql.bind_cast(actor.created_by_id.clone(), "::text");
         sql.push(
             ", stamp.stamp_at, v.snapshot, v.role \
-             FROM json_populate_recordset(NULL::user_events, ",
+             FROM jsonb_populate_recordset(NULL::user_events, ",
         );
-        sql.bind_cast(events_json(&events), "::json");
+        sql.bind_cast(events_json(&events), "::jsonb");
         sql.push(") WITH ORDINALITY AS v JOIN stamp ON stamp.stamp_ord = v.ordinality");
         return sql.into_statement();
     }
@@ -337,7 +338,7 @@ mod tests {
         let pg = insert_events(DatabaseBackend::Postgres, &actor, 5, events);
         assert!(
             pg.sql.contains(
-                "FROM json_populate_recordset(NULL::user_events, $6::json) WITH ORDINALITY"
+                "FROM jsonb_populate_recordset(NULL::user_events, $6::jsonb) WITH ORDINALITY"
             ),
             "{}",
             pg.sql
