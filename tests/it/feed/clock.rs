@@ -361,3 +361,62 @@ async fn a_stamp_cancelled_while_it_holds_the_feed_lock_releases_it() {
     writer.close().await.expect("close");
     other.close().await.expect("close");
 }
+
+/// The stamp's lock is held only while it draws (PostgreSQL): a writer that has stamped its
+/// events and not yet committed does not hold back the next writer's stamp, so commits (and
+/// their WAL flushes) of different users' writes need not run one at a time. The clock is still
+/// one order: the second stamp's sequence and time are past the first's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_that_stamped_and_has_not_committed_does_not_hold_back_the_next() {
+    use migrations::{Migrator, MigratorTrait};
+    use sea_orm::{ConnectOptions, Database, Statement, TransactionTrait};
+    if backend() != Backend::Postgres {
+        skip(
+            "feed::clock::a_writer_that_stamped_and_has_not_committed_does_not_hold_back_the_next",
+            "the stamp is PostgreSQL's (runs with ROSTER_TEST_DB=postgres)",
+        );
+        return;
+    }
+    let db = TestDb::create().await;
+    let mut options = ConnectOptions::new(db.url().to_owned());
+    options.max_connections(2).sqlx_logging(false);
+    let pool = Database::connect(options).await.expect("connect");
+    Migrator::up(&pool, None).await.expect("migrate");
+    let one = |sql: &str| Statement::from_string(sea_orm::DatabaseBackend::Postgres, sql);
+    let stamp = |row: sea_orm::QueryResult| -> (i64, i64) {
+        (
+            row.try_get("", "stamp_seq").expect("seq"),
+            row.try_get("", "stamp_at").expect("at"),
+        )
+    };
+    let first = pool.begin().await.expect("begin");
+    let (first_seq, first_at) = stamp(
+        first
+            .query_one_raw(one("SELECT * FROM roster_feed_stamp(2000, 1)"))
+            .await
+            .expect("stamp")
+            .expect("a row"),
+    );
+    // Still open. The next writer's stamp must not wait for it.
+    let second = pool.begin().await.expect("begin");
+    second
+        .execute_raw(one("SET LOCAL lock_timeout = '2s'"))
+        .await
+        .expect("set");
+    let (second_seq, second_at) = stamp(
+        second
+            .query_one_raw(one("SELECT * FROM roster_feed_stamp(1000, 1)"))
+            .await
+            .expect("the second stamp waited for the first writer's commit")
+            .expect("a row"),
+    );
+    assert!(second_seq > first_seq, "{second_seq} after {first_seq}");
+    assert_eq!(
+        (first_at, second_at),
+        (2000, 2000),
+        "a stamp asked for an earlier time gets the clock's"
+    );
+    second.commit().await.expect("commit");
+    first.commit().await.expect("commit");
+    pool.close().await.expect("close");
+}
