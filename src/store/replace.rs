@@ -317,16 +317,21 @@ mod tests {
         assert_eq!(listed, entity);
     }
 
-    #[test]
-    fn postgres_gets_the_batch_as_one_json_parameter_and_returns_what_it_did() {
-        let user = User::new(
+    /// A user `u1` of role `user`, created at 7.
+    fn u1() -> User {
+        User::new(
             UserFields {
                 id: "u1".into(),
                 role: "user".into(),
                 ..UserFields::default()
             },
             7,
-        );
+        )
+    }
+
+    #[test]
+    fn postgres_gets_the_batch_as_one_json_parameter_and_returns_what_it_did() {
+        let user = u1();
         let pg = replace_sql(DatabaseBackend::Postgres, &[user.clone(), user.clone()]).unwrap();
         assert!(
             pg.sql
@@ -360,15 +365,8 @@ mod tests {
     }
 
     #[test]
-    fn the_json_rows_name_every_inserted_column_in_order() {
-        let user = User::new(
-            UserFields {
-                id: "u1".into(),
-                role: "user".into(),
-                ..UserFields::default()
-            },
-            7,
-        );
+    fn the_json_rows_name_every_inserted_column() {
+        let user = u1();
         let row = serde_json::to_value(JsonRow::of(&user)).unwrap();
         let serde_json::Value::Object(row) = row else {
             panic!("{row:?}")

@@ -273,19 +273,30 @@ async fn event_times_never_decrease_along_the_feed_under_eight_concurrent_writer
     srv.stop().await.expect("roster stops cleanly");
 }
 
-/// The stamp (`roster_feed_stamp`, PostgreSQL) holds its lock for the session, not the
-/// transaction, so that commits need not wait for each other: a stamp cancelled while it holds
-/// the lock must still release it, or every later append would wait forever.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stamp_cancelled_while_it_holds_the_feed_lock_releases_it() {
-    use migrations::{FEED_STAMP_LOCK, Migrator, MigratorTrait};
-    use sea_orm::{ConnectOptions, Database, Statement};
+/// A statement for the stamp tests' raw sessions.
+fn pg(sql: &str) -> sea_orm::Statement {
+    sea_orm::Statement::from_string(sea_orm::DatabaseBackend::Postgres, sql)
+}
+
+/// For the tests of `roster_feed_stamp` itself (PostgreSQL only): a migrated database and two
+/// pools of one connection each, so that each is one server session held across statements.
+/// `None`, after saying why, when the suite runs on SQLite.
+async fn two_stamp_sessions(
+    test: &str,
+) -> Option<(
+    TestDb,
+    sea_orm::DatabaseConnection,
+    sea_orm::DatabaseConnection,
+)> {
+    use migrations::{Migrator, MigratorTrait};
+    use sea_orm::{ConnectOptions, Database};
     if backend() != Backend::Postgres {
         skip(
-            "feed::clock::a_stamp_cancelled_while_it_holds_the_feed_lock_releases_it",
-            "needs one server session held across statements (runs with ROSTER_TEST_DB=postgres)",
+            test,
+            "the stamp is PostgreSQL's; it needs server sessions held across statements (runs \
+             with ROSTER_TEST_DB=postgres)",
         );
-        return;
+        return None;
     }
     let db = TestDb::create().await;
     let connect = |url: &str| {
@@ -293,12 +304,27 @@ async fn a_stamp_cancelled_while_it_holds_the_feed_lock_releases_it() {
         options.max_connections(1).sqlx_logging(false);
         Database::connect(options)
     };
-    let writer = connect(db.url()).await.expect("connect");
-    Migrator::up(&writer, None).await.expect("migrate");
-    let other = connect(db.url()).await.expect("connect");
-    let one = |sql: &str| Statement::from_string(sea_orm::DatabaseBackend::Postgres, sql);
+    let a = connect(db.url()).await.expect("connect");
+    Migrator::up(&a, None).await.expect("migrate");
+    let b = connect(db.url()).await.expect("connect");
+    Some((db, a, b))
+}
+
+/// The stamp (`roster_feed_stamp`, PostgreSQL) holds its lock for the session, not the
+/// transaction, so that commits need not wait for each other: a stamp cancelled while it holds
+/// the lock must still release it, or every later append would wait forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stamp_cancelled_while_it_holds_the_feed_lock_releases_it() {
+    use migrations::FEED_STAMP_LOCK;
+    let Some((_db, writer, other)) = two_stamp_sessions(
+        "feed::clock::a_stamp_cancelled_while_it_holds_the_feed_lock_releases_it",
+    )
+    .await
+    else {
+        return;
+    };
     let pid: i32 = writer
-        .query_one_raw(one("SELECT pg_backend_pid() AS pid"))
+        .query_one_raw(pg("SELECT pg_backend_pid() AS pid"))
         .await
         .expect("pid")
         .expect("a row")
@@ -307,7 +333,7 @@ async fn a_stamp_cancelled_while_it_holds_the_feed_lock_releases_it() {
     // Drawing millions of sequences keeps the stamp inside its lock for seconds.
     let long = tokio::spawn(async move {
         let result = writer
-            .execute_raw(one("SELECT count(*) FROM roster_feed_stamp(0, 20000000)"))
+            .execute_raw(pg("SELECT count(*) FROM roster_feed_stamp(0, 20000000)"))
             .await;
         (writer, result)
     });
@@ -321,7 +347,7 @@ async fn a_stamp_cancelled_while_it_holds_the_feed_lock_releases_it() {
         let other = &other;
         async move {
             other
-                .query_one_raw(one(&sql))
+                .query_one_raw(pg(&sql))
                 .await
                 .expect("count")
                 .expect("a row")
@@ -338,7 +364,7 @@ async fn a_stamp_cancelled_while_it_holds_the_feed_lock_releases_it() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     other
-        .execute_raw(one(&format!("SELECT pg_cancel_backend({pid})")))
+        .execute_raw(pg(&format!("SELECT pg_cancel_backend({pid})")))
         .await
         .expect("cancel");
     let (writer, result) = long.await.expect("join");
@@ -351,11 +377,11 @@ async fn a_stamp_cancelled_while_it_holds_the_feed_lock_releases_it() {
     );
     // And the next append's stamp gets it at once.
     other
-        .execute_raw(one("SET lock_timeout = '2s'"))
+        .execute_raw(pg("SET lock_timeout = '2s'"))
         .await
         .expect("set");
     other
-        .execute_raw(one("SELECT count(*) FROM roster_feed_stamp(1, 1)"))
+        .execute_raw(pg("SELECT count(*) FROM roster_feed_stamp(1, 1)"))
         .await
         .expect("a later stamp takes the lock");
     writer.close().await.expect("close");
@@ -368,44 +394,37 @@ async fn a_stamp_cancelled_while_it_holds_the_feed_lock_releases_it() {
 /// one order: the second stamp's sequence and time are past the first's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_writer_that_stamped_and_has_not_committed_does_not_hold_back_the_next() {
-    use migrations::{Migrator, MigratorTrait};
-    use sea_orm::{ConnectOptions, Database, Statement, TransactionTrait};
-    if backend() != Backend::Postgres {
-        skip(
-            "feed::clock::a_writer_that_stamped_and_has_not_committed_does_not_hold_back_the_next",
-            "the stamp is PostgreSQL's (runs with ROSTER_TEST_DB=postgres)",
-        );
+    use sea_orm::TransactionTrait;
+    let Some((_db, a, b)) = two_stamp_sessions(
+        "feed::clock::a_writer_that_stamped_and_has_not_committed_does_not_hold_back_the_next",
+    )
+    .await
+    else {
         return;
-    }
-    let db = TestDb::create().await;
-    let mut options = ConnectOptions::new(db.url().to_owned());
-    options.max_connections(2).sqlx_logging(false);
-    let pool = Database::connect(options).await.expect("connect");
-    Migrator::up(&pool, None).await.expect("migrate");
-    let one = |sql: &str| Statement::from_string(sea_orm::DatabaseBackend::Postgres, sql);
+    };
     let stamp = |row: sea_orm::QueryResult| -> (i64, i64) {
         (
             row.try_get("", "stamp_seq").expect("seq"),
             row.try_get("", "stamp_at").expect("at"),
         )
     };
-    let first = pool.begin().await.expect("begin");
+    let first = a.begin().await.expect("begin");
     let (first_seq, first_at) = stamp(
         first
-            .query_one_raw(one("SELECT * FROM roster_feed_stamp(2000, 1)"))
+            .query_one_raw(pg("SELECT * FROM roster_feed_stamp(2000, 1)"))
             .await
             .expect("stamp")
             .expect("a row"),
     );
     // Still open. The next writer's stamp must not wait for it.
-    let second = pool.begin().await.expect("begin");
+    let second = b.begin().await.expect("begin");
     second
-        .execute_raw(one("SET LOCAL lock_timeout = '2s'"))
+        .execute_raw(pg("SET LOCAL lock_timeout = '2s'"))
         .await
         .expect("set");
     let (second_seq, second_at) = stamp(
         second
-            .query_one_raw(one("SELECT * FROM roster_feed_stamp(1000, 1)"))
+            .query_one_raw(pg("SELECT * FROM roster_feed_stamp(1000, 1)"))
             .await
             .expect("the second stamp waited for the first writer's commit")
             .expect("a row"),
@@ -418,5 +437,6 @@ async fn a_writer_that_stamped_and_has_not_committed_does_not_hold_back_the_next
     );
     second.commit().await.expect("commit");
     first.commit().await.expect("commit");
-    pool.close().await.expect("close");
+    a.close().await.expect("close");
+    b.close().await.expect("close");
 }
