@@ -96,7 +96,7 @@ impl Probe {
                 .sqlx_logging(false);
             let statement_cache = self.statement_cache;
             options.map_sqlx_postgres_opts(move |o| {
-                super::postgres_options(o, statement_cache, false)
+                super::pools::postgres_options(o, statement_cache, super::pools::Plans::Default)
             });
             self.conn = Database::connect(options).await.ok();
         }

@@ -8,6 +8,7 @@ pub(crate) mod events;
 pub mod health;
 mod lifecycle;
 mod moderation;
+mod pools;
 pub mod query_sql;
 mod reads;
 mod replace;
@@ -55,9 +56,13 @@ pub struct PoolStatus {
 
 #[derive(Clone)]
 pub struct Store {
+    /// The main pool (`pools.main`), for everything but what `pools` gives its own.
     db: DatabaseConnection,
+    pools: pools::Pools,
     /// `db` for statements outside a write transaction (see `conn`).
     conn: conn::Conn,
+    /// GetUser's point reads (see `pools`).
+    point_conn: conn::Conn,
     /// SQLite has one writer at a time; queueing writers here, in process, is cheaper than letting
     /// them spin on SQLITE_BUSY. `None` on PostgreSQL, where row locks do the job. The slot keeps
     /// the last `now` a writer was given (read from the feed at the first write), so that no
@@ -108,45 +113,8 @@ impl WriteTx {
 /// How long, in milliseconds, a call waits for a pooled connection unless configured otherwise.
 pub const DEFAULT_ACQUIRE_TIMEOUT_MS: u64 = 2000;
 
-/// How long a pooled connection may sit unused before it is pinged on its next checkout.
-const IDLE_BEFORE_PING: Duration = Duration::from_secs(5);
-
 /// Named prepared statements each PostgreSQL connection keeps (sqlx's own default).
 pub const DEFAULT_STATEMENT_CACHE: usize = 100;
-
-/// PostgreSQL connection settings beyond the URL.
-///
-/// `statement_cache` 0 is the shape a pooler in transaction mode (PgBouncer before 1.21) can
-/// carry, where each transaction may run on another server connection:
-/// - No named prepared statement: every statement is parsed as the unnamed one (a named one would
-///   be missing, or already exist, on the next server connection).
-/// - Only the startup parameters PgBouncer tracks itself. It refuses the others (`unsupported
-///   startup parameter`) unless its `ignore_startup_parameters` lists them, and then drops them:
-///   - `extra_float_digits` (sqlx sends 2) is left out; it only shapes floats in text form, and
-///     roster reads results in binary form.
-///   - `options` (the `plan_cache_mode` below) is left out too, and not needed: an unnamed
-///     statement is parsed again for each execution and so always planned for its own values.
-fn postgres_options(
-    options: sea_orm::sqlx::postgres::PgConnectOptions,
-    statement_cache: usize,
-    custom_plans: bool,
-) -> sea_orm::sqlx::postgres::PgConnectOptions {
-    let options = options.statement_cache_capacity(statement_cache);
-    if statement_cache == 0 {
-        return options.extra_float_digits(None);
-    }
-    if custom_plans {
-        // Each execution of a prepared statement is planned for its own values. PostgreSQL
-        // otherwise settles on a generic plan after five executions and keeps it until the
-        // table's statistics are refreshed: a plan made while `users` was nearly empty (a
-        // sequential scan for `id IN (...)`) then stays while an import grows the table, and
-        // each batch gets slower than the last. Planning a statement costs far less than
-        // scanning a large table once.
-        options.options([("plan_cache_mode", "force_custom_plan")])
-    } else {
-        options
-    }
-}
 
 impl Store {
     /// Connects (creating an SQLite file if the URL says `mode=rwc`). Does not migrate.
@@ -169,25 +137,9 @@ impl Store {
         acquire_timeout: Duration,
         statement_cache: usize,
     ) -> Result<Store, DbErr> {
-        let mut options = ConnectOptions::new(url.to_owned());
-        options
-            .max_connections(max_connections.max(1))
-            .min_connections(1)
-            .connect_timeout(Duration::from_secs(5))
-            .acquire_timeout(acquire_timeout)
-            // A connection in steady use is not pinged before each statement (that was a second
-            // round trip per statement); one idle for a while may have been dropped by the server
-            // or a proxy, and is checked first.
-            .test_before_acquire_if_idle_for(IDLE_BEFORE_PING)
-            .sqlx_logging(false)
-            .map_sqlx_postgres_opts(move |o| postgres_options(o, statement_cache, true))
-            .map_sqlx_sqlite_opts(|o| {
-                o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
-                    .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Full)
-                    .busy_timeout(Duration::from_secs(30))
-                    .foreign_keys(true)
-            });
-        let db = Database::connect(options).await?;
+        let pools =
+            pools::Pools::connect(url, max_connections, acquire_timeout, statement_cache).await?;
+        let db = pools.main.clone();
         let backend = db.get_database_backend();
         let sqlite_writer =
             (backend == DatabaseBackend::Sqlite).then(|| Arc::new(Mutex::new(None)));
@@ -196,6 +148,8 @@ impl Store {
         let pinned = backend == DatabaseBackend::Postgres && statement_cache == 0;
         Ok(Store {
             conn: conn::Conn::new(db.clone(), pinned),
+            point_conn: conn::Conn::new(pools.point.clone(), pinned),
+            pools,
             db,
             sqlite_writer,
             clock: Clock::default(),
@@ -252,7 +206,9 @@ impl Store {
             .max_connections(1)
             .min_connections(1)
             .sqlx_logging(false)
-            .map_sqlx_postgres_opts(move |o| postgres_options(o, statement_cache, false))
+            .map_sqlx_postgres_opts(move |o| {
+                pools::postgres_options(o, statement_cache, pools::Plans::Default)
+            })
             // No journal-mode switch here: changing it needs the database to itself, which a
             // concurrent migrator's exclusive transaction would refuse. `connect` sets WAL.
             .map_sqlx_sqlite_opts(|o| o.busy_timeout(Duration::from_secs(30)));
@@ -319,7 +275,9 @@ impl Store {
             .max_connections(1)
             .min_connections(1)
             .sqlx_logging(false)
-            .map_sqlx_postgres_opts(move |o| postgres_options(o, statement_cache, false));
+            .map_sqlx_postgres_opts(move |o| {
+                pools::postgres_options(o, statement_cache, pools::Plans::Default)
+            });
         let db = Database::connect(options).await?;
         let pending =
             if statement_cache == 0 && db.get_database_backend() == DatabaseBackend::Postgres {
@@ -363,22 +321,9 @@ impl Store {
         self.db.get_database_backend()
     }
 
-    /// Connections of the pool: open, and checked out right now.
+    /// Connections of the pools (see `pools`): open, and checked out right now.
     pub fn pool_status(&self) -> PoolStatus {
-        let (size, idle) = match self.db.get_database_backend() {
-            DatabaseBackend::Postgres => {
-                let pool = self.db.get_postgres_connection_pool();
-                (pool.size(), pool.num_idle())
-            }
-            _ => {
-                let pool = self.db.get_sqlite_connection_pool();
-                (pool.size(), pool.num_idle())
-            }
-        };
-        PoolStatus {
-            size,
-            in_use: size.saturating_sub(u32::try_from(idle).unwrap_or(u32::MAX)),
-        }
+        self.pools.status()
     }
 
     /// True when the database answers.
@@ -387,12 +332,17 @@ impl Store {
     }
 
     pub async fn close(self) {
-        let _ = self.db.close().await;
+        self.pools.close().await;
     }
 
     /// For statements outside a write transaction.
     pub(crate) fn conn(&self) -> &conn::Conn {
         &self.conn
+    }
+
+    /// For GetUser's point reads (see `pools`).
+    pub(crate) fn point_conn(&self) -> &conn::Conn {
+        &self.point_conn
     }
 
     /// Starts a write transaction: `BEGIN IMMEDIATE` on SQLite (so a read-modify-write cannot be
@@ -406,7 +356,7 @@ impl Store {
             sqlite_transaction_mode: slot.as_ref().map(|_| SqliteTransactionMode::Immediate),
             ..Default::default()
         };
-        let txn = self.db.begin_with_options(options).await?;
+        let txn = self.pools.writes.begin_with_options(options).await?;
         let mut slot = slot;
         if let Some(last @ None) = slot.as_deref_mut() {
             *last = Some(events::newest_time(&txn).await?);
@@ -497,6 +447,85 @@ mod tests {
             ),
             _ => None,
         }
+    }
+
+    /// GetUser's reads and the write transactions reuse one plan per statement (no planning per
+    /// call), and those plans read by primary key even when made on an empty table, so they
+    /// hold as the table grows. The main pool's sessions still plan each execution.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn point_reads_and_writes_reuse_plans_that_read_by_primary_key_however_small_the_table() {
+        testing::on_every_store(|store, _clock| async move {
+            if store.backend() != DatabaseBackend::Postgres {
+                return; // SQLite has no plan cache to speak of
+            }
+            for _ in 0..8 {
+                let missing = store.get_user("nobody", true).await;
+                assert!(matches!(missing, Err(crate::error::Error::UserNotFound(_))));
+            }
+            // The point reads have one connection, so this runs on the one that read.
+            let plans = store
+                .point_conn()
+                .query_one_raw(Statement::from_string(
+                    DatabaseBackend::Postgres,
+                    "SELECT generic_plans, custom_plans FROM pg_prepared_statements \
+                     WHERE statement LIKE '%owns_devices%' \
+                     AND statement NOT LIKE '%pg_prepared_statements%'",
+                ))
+                .await
+                .expect("prepared statements")
+                .expect("GetUser's statement is prepared on the point connection");
+            let generic: i64 = plans.try_get_by_index(0).expect("generic_plans");
+            let custom: i64 = plans.try_get_by_index(1).expect("custom_plans");
+            assert_eq!((generic, custom), (8, 0), "one plan, reused by every read");
+
+            // The coalesced read's shape and the writers' locking read, 100 ids, each planned
+            // for the empty table on its own pool.
+            use entities::user;
+            use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect, QueryTrait};
+            let ids: Vec<String> = (0..100).map(|i| format!("u{i}")).collect();
+            let by_ids = user::Entity::find()
+                .filter(user::Column::Id.is_in(ids.clone()))
+                .expr(sea_orm::sea_query::Expr::cust(user_rows::OWNS_COLUMNS));
+            let read = by_ids.clone().build(DatabaseBackend::Postgres).sql;
+            let lock = by_ids.lock_exclusive().build(DatabaseBackend::Postgres).sql;
+            let args: Vec<String> = ids.iter().map(|id| format!("'{id}'")).collect();
+            let explain = |txn: DatabaseTransaction, sql: String| {
+                let args = args.join(", ");
+                async move {
+                    txn.execute_unprepared(&format!("PREPARE by_ids AS {sql}"))
+                        .await
+                        .expect("prepare");
+                    let mode = txn
+                        .query_one_raw(Statement::from_string(
+                            DatabaseBackend::Postgres,
+                            "SHOW plan_cache_mode",
+                        ))
+                        .await
+                        .expect("show")
+                        .map(|row| row.try_get_by_index::<String>(0).expect("mode"));
+                    let plan: Vec<String> = txn
+                        .query_all_raw(Statement::from_string(
+                            DatabaseBackend::Postgres,
+                            format!("EXPLAIN EXECUTE by_ids({args})"),
+                        ))
+                        .await
+                        .expect("explain")
+                        .iter()
+                        .map(|row| row.try_get_by_index::<String>(0).expect("plan line"))
+                        .collect();
+                    txn.rollback().await.expect("rollback");
+                    (mode, plan.join("\n"))
+                }
+            };
+            let point = store.point_conn().begin().await.expect("begin");
+            let write = store.write().await.expect("write").txn;
+            for (mode, plan) in [explain(point, read).await, explain(write, lock).await] {
+                assert_eq!(mode.as_deref(), Some("force_generic_plan"));
+                assert!(plan.contains("users_pkey"), "reads by primary key:\n{plan}");
+                assert!(!plan.contains("Seq Scan"), "scans nothing whole:\n{plan}");
+            }
+        })
+        .await;
     }
 
     #[tokio::test]

@@ -67,7 +67,7 @@ where
 
 async fn open(url: &str, clock: &Clock) -> Store {
     Store::migrate(url).await.expect("migrate");
-    Store::connect(url, 4)
+    Store::connect(url, super::pools::SPLIT_FROM)
         .await
         .expect("connect")
         .with_clock(clock.clone())

@@ -21,7 +21,7 @@ impl Store {
     /// One user; a deleted user only with `include_deleted`.
     #[tracing::instrument(level = "debug", skip(self), err(level = "debug"))]
     pub async fn get_user(&self, id: &str, include_deleted: bool) -> Result<User> {
-        match self.point_reads.read(self.conn(), id).await? {
+        match self.point_reads.read(self.point_conn(), id).await? {
             Some(user) if include_deleted || user.deleted_at.is_none() => Ok(user),
             _ => Err(Error::UserNotFound(id.to_owned())),
         }
@@ -57,7 +57,7 @@ impl Store {
         if let Some(id) = query.single_id() {
             // One id and nothing else (how Stream's SDKs get a user): GetUser's coalesced read,
             // which under load shares one statement among many reads.
-            let user = self.point_reads.read(self.conn(), id).await?;
+            let user = self.point_reads.read(self.point_conn(), id).await?;
             return Ok(UserPage {
                 users: user.filter(|u| query.may_show(u)).into_iter().collect(),
                 next_page_token: None,
