@@ -201,17 +201,17 @@ impl UserFields {
                 ));
             }
         }
-        if let Some(problem) = json_problem(&Value::Object(self.custom.clone()), 0) {
+        if let Some(problem) = object_problem(&self.custom, 0) {
             out.push(V::new(format!("{at}.custom"), problem));
         }
-        let custom_bytes = json_len(&Value::Object(self.custom.clone()));
+        let custom_bytes = json_len(&self.custom);
         if custom_bytes > MAX_CALLER_DATA_BYTES {
             out.push(V::new(
                 format!("{at}.custom"),
                 format!("is {custom_bytes} bytes serialized; at most {MAX_CALLER_DATA_BYTES}"),
             ));
         } else {
-            let total = self.caller_data_bytes();
+            let total = self.caller_data_bytes(custom_bytes);
             if total > MAX_CALLER_DATA_BYTES {
                 out.push(V::new(
                     at.to_string(),
@@ -262,10 +262,10 @@ impl UserFields {
         out
     }
 
-    /// Serialized size of what the caller controls (the id excluded).
-    fn caller_data_bytes(&self) -> usize {
+    /// Serialized size of what the caller controls (the id excluded), given `custom`'s.
+    fn caller_data_bytes(&self, custom_bytes: usize) -> usize {
         let opt = |s: &Option<String>| s.as_ref().map_or(0, |s| s.len());
-        json_len(&Value::Object(self.custom.clone()))
+        custom_bytes
             + opt(&self.name)
             + opt(&self.image)
             + self.role.len()
@@ -359,8 +359,21 @@ fn first_dotted_key_in<'a>(
     })
 }
 
-fn json_len(value: &Value) -> usize {
-    serde_json::to_vec(value).map_or(usize::MAX, |v| v.len())
+/// Bytes of `value` serialized as JSON, counted as it is written: no text is kept, and no copy
+/// of the document is made to measure it.
+fn json_len(value: &impl serde::Serialize) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    serde_json::to_writer(&mut count, value).map_or(usize::MAX, |()| count.0)
 }
 
 /// NUL characters (refused by PostgreSQL text and jsonb) and excessive nesting.
@@ -371,15 +384,20 @@ fn json_problem(value: &Value, depth: usize) -> Option<String> {
     match value {
         Value::String(s) if s.contains('\0') => Some("strings must not contain NUL".into()),
         Value::Array(items) => items.iter().find_map(|v| json_problem(v, depth + 1)),
-        Value::Object(map) => map.iter().find_map(|(k, v)| {
-            if k.contains('\0') {
-                Some("keys must not contain NUL".into())
-            } else {
-                json_problem(v, depth + 1)
-            }
-        }),
+        Value::Object(map) => object_problem(map, depth),
         _ => None,
     }
+}
+
+/// `json_problem` of an object at `depth` (a user's `custom` at 0), without making a `Value` of it.
+fn object_problem(map: &Map<String, Value>, depth: usize) -> Option<String> {
+    map.iter().find_map(|(k, v)| {
+        if k.contains('\0') {
+            Some("keys must not contain NUL".into())
+        } else {
+            json_problem(v, depth + 1)
+        }
+    })
 }
 
 impl User {
@@ -434,6 +452,30 @@ mod tests {
         u.teams_role.insert("blue".into(), "admin".into());
         let v = u.violations("users[u1]");
         assert_eq!(v[0].field, "users[u1].teams_role[blue]");
+    }
+
+    #[test]
+    fn custom_is_measured_as_its_serialized_bytes_to_the_byte() {
+        // `{"k":"…"}` is 8 bytes around the string.
+        let sized = |bytes: usize| {
+            let mut u = UserFields::with_id("u1");
+            u.custom.insert("k".into(), json!("x".repeat(bytes - 8)));
+            u.violations("users[u1]")
+        };
+        assert!(
+            sized(MAX_CALLER_DATA_BYTES)
+                .iter()
+                .all(|v| v.field != "users[u1].custom")
+        );
+        let over = sized(MAX_CALLER_DATA_BYTES + 1);
+        assert_eq!(over[0].field, "users[u1].custom");
+        assert!(
+            over[0].description.starts_with("is 5121 bytes serialized"),
+            "{}",
+            over[0].description
+        );
+        let doc = json!({"a": [1, "é\u{1}\"", {"b": null}], "c": 2.5});
+        assert_eq!(json_len(&doc), serde_json::to_vec(&doc).unwrap().len());
     }
 
     #[test]

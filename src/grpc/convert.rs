@@ -28,16 +28,38 @@ pub fn micros(ts: &Timestamp) -> Option<Micros> {
 
 /// A protobuf Struct as a JSON object. Non-finite numbers are refused (JSON has none).
 pub fn struct_to_json(s: Struct, at: &str) -> Result<Map<String, Value>, FieldViolation> {
+    object_to_json(s, &Place::Root(at))
+}
+
+/// Where a value sits in a document (`users[u1].custom.list[2]`): spelled out only for a
+/// violation, so a valid document costs no path strings.
+enum Place<'a> {
+    Root(&'a str),
+    Key(&'a Place<'a>, &'a str),
+    Index(&'a Place<'a>, usize),
+}
+
+impl Place<'_> {
+    fn path(&self) -> String {
+        match self {
+            Place::Root(at) => (*at).to_owned(),
+            Place::Key(parent, key) => format!("{}.{key}", parent.path()),
+            Place::Index(parent, i) => format!("{}[{i}]", parent.path()),
+        }
+    }
+}
+
+fn object_to_json(s: Struct, at: &Place<'_>) -> Result<Map<String, Value>, FieldViolation> {
     s.fields
         .into_iter()
         .map(|(k, v)| {
-            let path = format!("{at}.{k}");
-            value_to_json(v, &path).map(|v| (k, v))
+            let v = value_to_json(v, &Place::Key(at, &k))?;
+            Ok((k, v))
         })
         .collect()
 }
 
-fn value_to_json(v: prost_types::Value, at: &str) -> Result<Value, FieldViolation> {
+fn value_to_json(v: prost_types::Value, at: &Place<'_>) -> Result<Value, FieldViolation> {
     Ok(match v.kind {
         None | Some(Kind::NullValue(_)) => Value::Null,
         Some(Kind::BoolValue(b)) => Value::Bool(b),
@@ -48,15 +70,15 @@ fn value_to_json(v: prost_types::Value, at: &str) -> Result<Value, FieldViolatio
             } else {
                 Number::from_f64(n)
                     .map(Value::Number)
-                    .ok_or_else(|| FieldViolation::new(at, "numbers must be finite"))?
+                    .ok_or_else(|| FieldViolation::new(at.path(), "numbers must be finite"))?
             }
         }
-        Some(Kind::StructValue(s)) => Value::Object(struct_to_json(s, at)?),
+        Some(Kind::StructValue(s)) => Value::Object(object_to_json(s, at)?),
         Some(Kind::ListValue(list)) => Value::Array(
             list.values
                 .into_iter()
                 .enumerate()
-                .map(|(i, v)| value_to_json(v, &format!("{at}[{i}]")))
+                .map(|(i, v)| value_to_json(v, &Place::Index(at, i)))
                 .collect::<Result<_, _>>()?,
         ),
     })
@@ -234,5 +256,29 @@ mod tests {
             .into(),
         };
         assert_eq!(struct_to_json(s, "custom").unwrap_err().field, "custom.n");
+    }
+
+    #[test]
+    fn a_refused_number_is_named_by_its_place_at_any_depth() {
+        let value = |kind| prost_types::Value { kind: Some(kind) };
+        let nested = Struct {
+            fields: [(
+                "list".to_string(),
+                value(Kind::ListValue(ListValue {
+                    values: vec![
+                        value(Kind::NumberValue(1.0)),
+                        value(Kind::NumberValue(f64::INFINITY)),
+                    ],
+                })),
+            )]
+            .into(),
+        };
+        let s = Struct {
+            fields: [("a".to_string(), value(Kind::StructValue(nested)))].into(),
+        };
+        assert_eq!(
+            struct_to_json(s, "users[u1].custom").unwrap_err().field,
+            "users[u1].custom.a.list[1]"
+        );
     }
 }

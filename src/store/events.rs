@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::Store;
 use super::entities::{event_horizon, user, user_event};
 use super::sql_text::SqlText;
+use super::user_json::RowJson;
 use crate::domain::device::Device;
 use crate::domain::event::{Actor, Event, EventKind};
 use crate::domain::time::Micros;
@@ -38,8 +39,8 @@ pub(crate) struct NewEvent {
 
 /// A user as an event stores it: the row, plus the rows of its own (devices, blocks). The row's
 /// fields stay at the top level, so snapshots written before devices and blocks existed read as
-/// a user without any.
-#[derive(Serialize, Deserialize)]
+/// a user without any. Written as `SnapshotOf`.
+#[derive(Deserialize)]
 struct Snapshot {
     #[serde(flatten)]
     row: user::Model,
@@ -49,14 +50,24 @@ struct Snapshot {
     blocked_user_ids: Vec<String>,
 }
 
+/// A `Snapshot` as it is written: borrowed from the user, its row as `RowJson` (no `Model`, and
+/// no copy of the user's JSON documents, is made for it).
+#[derive(Serialize)]
+struct SnapshotOf<'a> {
+    #[serde(flatten)]
+    row: RowJson<'a>,
+    devices: &'a [Device],
+    blocked_user_ids: &'a [String],
+}
+
 impl NewEvent {
     /// An event about `user`, which must carry its devices and blocks (see
     /// `user_rows::attach_relations`): the snapshot is the user as it is after the change.
     pub fn user(kind: EventKind, user: &User) -> Self {
-        let snapshot = Snapshot {
-            row: user::Model::from(user),
-            devices: user.devices.clone(),
-            blocked_user_ids: user.blocked_user_ids.clone(),
+        let snapshot = SnapshotOf {
+            row: RowJson::of(user),
+            devices: &user.devices,
+            blocked_user_ids: &user.blocked_user_ids,
         };
         NewEvent {
             kind,
@@ -319,7 +330,6 @@ fn to_event(row: user_event::Model) -> Result<Event> {
 mod tests {
     use super::*;
     use crate::domain::device::NewDevice;
-    use crate::domain::moderation::Ban;
     use crate::domain::user::UserFields;
     use sea_orm::Value;
 
@@ -375,15 +385,8 @@ mod tests {
     }
 
     #[test]
-    fn snapshots_carry_the_ban_devices_and_blocks() {
-        let mut user = User::new(UserFields::with_id("u1"), 1);
-        user.ban = Some(Ban {
-            banned_at: 2,
-            expires: Some(3),
-            reason: Some("spam".into()),
-            shadow: true,
-            banned_by_id: Some("mod".into()),
-        });
+    fn snapshots_carry_every_field_the_ban_devices_and_blocks() {
+        let mut user = crate::store::user_json::tests::full_user();
         user.devices = vec![
             NewDevice {
                 id: "d1".into(),

@@ -19,6 +19,7 @@ mod task_rows;
 #[cfg(test)]
 pub(crate) mod testing;
 mod tokens;
+mod user_json;
 mod user_reads;
 mod user_rows;
 mod users;

@@ -15,6 +15,7 @@ use sea_orm::{ConnectionTrait, DbErr, IdenStatic, Statement, Value};
 
 use super::entities::user::Column;
 use super::sql_text::SqlText;
+use super::user_json::RowJson;
 use super::user_rows::{OWNS_COLUMNS, Owns, REPLACED_COLUMNS};
 use crate::domain::moderation::Ban;
 use crate::domain::user::User;
@@ -123,7 +124,7 @@ fn replace_sql(backend: sea_orm::DatabaseBackend, users: &[User]) -> Result<Stat
         sql.push(&format!(
             "INSERT INTO users ({columns}) SELECT {columns} FROM jsonb_populate_recordset(NULL::users, "
         ));
-        let rows: Vec<JsonRow> = users.iter().map(JsonRow::of).collect();
+        let rows: Vec<RowJson> = users.iter().map(RowJson::of).collect();
         let rows = serde_json::to_string(&rows)
             .map_err(|e| crate::error::Error::Internal(format!("users as JSON: {e}")))?;
         sql.bind_cast(rows, "::jsonb");
@@ -161,69 +162,6 @@ fn replace_sql(backend: sea_orm::DatabaseBackend, users: &[User]) -> Result<Stat
         sql.push(", users.xmax = 0 AS created");
     }
     Ok(sql.into_statement())
-}
-
-/// One user as a row of PostgreSQL's JSON batch: its keys are the columns of `users`
-/// (`jsonb_populate_recordset` matches them by name), its JSON documents nested as they are.
-#[derive(serde::Serialize)]
-struct JsonRow<'a> {
-    id: &'a str,
-    name: Option<&'a str>,
-    image: Option<&'a str>,
-    role: &'a str,
-    custom: &'a serde_json::Map<String, serde_json::Value>,
-    language: &'a str,
-    invisible: bool,
-    teams: &'a [String],
-    teams_role: &'a std::collections::BTreeMap<String, String>,
-    privacy_settings: Option<&'a crate::domain::user::PrivacySettings>,
-    push_notifications: Option<&'a crate::domain::user::PushNotifications>,
-    created_at: i64,
-    updated_at: i64,
-    deactivated_at: Option<i64>,
-    deleted_at: Option<i64>,
-    last_active: Option<i64>,
-    revoke_tokens_issued_before: Option<i64>,
-    avg_response_time: Option<i32>,
-    pruned_at: Option<i64>,
-    banned_at: Option<i64>,
-    ban_expires: Option<i64>,
-    ban_reason: Option<&'a str>,
-    shadow_banned: bool,
-    banned_by_id: Option<&'a str>,
-}
-
-impl<'a> JsonRow<'a> {
-    fn of(user: &'a User) -> Self {
-        let f = &user.fields;
-        let ban = user.ban.as_ref();
-        JsonRow {
-            id: &f.id,
-            name: f.name.as_deref(),
-            image: f.image.as_deref(),
-            role: &f.role,
-            custom: &f.custom,
-            language: &f.language,
-            invisible: f.invisible,
-            teams: &f.teams,
-            teams_role: &f.teams_role,
-            privacy_settings: f.privacy_settings.as_ref(),
-            push_notifications: f.push_notifications.as_ref(),
-            created_at: user.created_at,
-            updated_at: user.updated_at,
-            deactivated_at: user.deactivated_at,
-            deleted_at: user.deleted_at,
-            last_active: user.last_active,
-            revoke_tokens_issued_before: user.revoke_tokens_issued_before,
-            avg_response_time: user.avg_response_time,
-            pruned_at: user.pruned_at,
-            banned_at: ban.map(|b| b.banned_at),
-            ban_expires: ban.and_then(|b| b.expires),
-            ban_reason: ban.and_then(|b| b.reason.as_deref()),
-            shadow_banned: ban.is_some_and(|b| b.shadow),
-            banned_by_id: ban.and_then(|b| b.banned_by_id.as_deref()),
-        }
-    }
 }
 
 /// One user's values, in `INSERT_COLUMNS` order (SQLite's VALUES row; JSON documents go as
@@ -367,7 +305,7 @@ mod tests {
     #[test]
     fn the_json_rows_name_every_inserted_column() {
         let user = u1();
-        let row = serde_json::to_value(JsonRow::of(&user)).unwrap();
+        let row = serde_json::to_value(RowJson::of(&user)).unwrap();
         let serde_json::Value::Object(row) = row else {
             panic!("{row:?}")
         };
