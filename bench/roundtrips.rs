@@ -21,8 +21,10 @@ const SAMPLES: u64 = 15;
 /// After a request, time for its connection to go back to the pool, where sqlx pings it.
 const SETTLE: Duration = Duration::from_millis(30);
 
-/// Counts UpdateUsers (100 new users), UpdateUsersPartial (one user), GetUser, and QueryUsers
-/// (with `with_query`, once the database holds enough users for a full page).
+/// Counts UpdateUsers (100 new users), UpdateUsersPartial (one user), GetUser, QueryUsers
+/// (with `with_query`, once the database holds enough users for a full page), and a soft
+/// DeleteUsers of 100 of those users watched to its end: the enqueue, the task worker's claim and
+/// chunk, and WatchTask's reads, against the floor's UPDATE of the same 100 users.
 pub async fn count(
     clients: &Clients,
     roster_wire: &Counters,
@@ -93,6 +95,21 @@ pub async fn count(
         let floor_count = windows(floor_wire, |_| floor.query(1, 1)).await?;
         rows.push(RoundTripRow::new("QueryUsers", 1, roster, floor_count));
     }
+
+    // Last: it deletes the users the counts above read and update.
+    let roster = windows(roster_wire, |k| async move {
+        scenarios::delete_task(clients, population, k * 100, 100, 1)
+            .await
+            .context("DeleteUsers")
+    })
+    .await?;
+    let floor_count = windows(floor_wire, |k| floor.delete(k * 100, 100)).await?;
+    rows.push(RoundTripRow::new(
+        "DeleteUsers task",
+        100,
+        roster,
+        floor_count,
+    ));
     Ok(rows)
 }
 
