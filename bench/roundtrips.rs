@@ -97,10 +97,8 @@ pub async fn count(
     }
 
     // Last: it deletes the users the counts above read and update.
-    let roster = windows(roster_wire, |k| async move {
+    let roster = windows(roster_wire, |k| {
         scenarios::delete_task(clients, population, k * 100, 100, 1)
-            .await
-            .context("DeleteUsers")
     })
     .await?;
     let floor_count = windows(floor_wire, |k| floor.delete(k * 100, 100)).await?;
